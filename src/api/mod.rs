@@ -1,0 +1,93 @@
+//! The HTTP interface: one module per wire dialect, kept thin.
+//!
+//! - [`cohere`]: `POST /v1/rerank` and `/v2/rerank`, the Cohere/Jina/Infinity shape.
+//! - [`tei`]: `POST /rerank`, Hugging Face TEI's shape, so TEI clients work unchanged.
+//! - [`ops`]: `/health`, `/ready`, `/info`, `/metrics`.
+//! - [`error`]: the error bodies (one per dialect) and the status of each error kind.
+//!
+//! Cross-cutting layers: request ids (`x-request-id`, generated or propagated), a tracing
+//! span per request carrying that id, a body-size limit, and a panic guard that turns a bug
+//! into a 500 instead of a dropped connection.
+
+pub mod cohere;
+pub mod error;
+pub mod ops;
+pub mod tei;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Request};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::rerank::{RerankMeta, RerankService};
+
+pub use error::{ApiError, Dialect};
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<RerankService>,
+    pub started: Instant,
+}
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.service.limits.max_body_bytes;
+    Router::new()
+        .route("/v1/rerank", post(cohere::rerank))
+        .route("/v2/rerank", post(cohere::rerank))
+        .route("/rerank", post(tei::rerank))
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/info", get(ops::info))
+        .route("/metrics", get(ops::metrics))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The request id the id layer assigned (or the client sent).
+pub fn request_id(id: Option<&RequestId>) -> String {
+    id.and_then(|id| id.header_value().to_str().ok()).unwrap_or_default().to_string()
+}
+
+/// TEI's timing headers (milliseconds) on a re-rank response.
+pub fn add_timing_headers(response: &mut Response, meta: &RerankMeta) {
+    let headers = response.headers_mut();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    let ms = |v: f64| format!("{}", v.round() as u64);
+    put("x-compute-type", "cpu".into());
+    put("x-compute-time", ms(meta.tokenization_ms + meta.inference_ms));
+    put("x-compute-characters", meta.input_characters.to_string());
+    put("x-compute-tokens", meta.input_tokens.to_string());
+    put("x-total-time", ms(meta.total_ms));
+    put("x-tokenization-time", ms(meta.tokenization_ms));
+    put("x-queue-time", ms(meta.queue_ms));
+    put("x-inference-time", ms(meta.inference_ms));
+    put("x-cache-hits", meta.cache_hits.to_string());
+    put("x-documents-truncated", meta.documents_truncated.to_string());
+}

@@ -1,0 +1,133 @@
+//! Command-line flags; each has an environment variable of the same meaning.
+//!
+//! Defaults are sized for a small CPU machine; `/info` reports the values in force and the
+//! README's configuration table lists them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rradistill", version, about = "Re-ranking service for RRADistill students")]
+pub struct Config {
+    /// Model folder to serve (model.onnx, tokenizer.json, manifest.json).
+    #[arg(long, env = "MODEL_DIR")]
+    pub model_dir: PathBuf,
+
+    /// ONNX Runtime shared library to load.
+    #[arg(long, env = "ORT_DYLIB_PATH", default_value = ".runtime/onnxruntime/libonnxruntime.so.1.32.0")]
+    pub ort_dylib_path: PathBuf,
+
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// HTTP port.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// ONNX Runtime sessions, each driven by its own inference thread.
+    #[arg(long, env = "SESSIONS", default_value_t = 1)]
+    pub sessions: usize,
+
+    /// Intra-op threads per session (0 = available cores divided by sessions).
+    #[arg(long, env = "INTRA_THREADS", default_value_t = 0)]
+    pub intra_threads: usize,
+
+    /// Most tokens in one batch, padding included (longest pair x pairs).
+    #[arg(long, env = "MAX_BATCH_TOKENS", default_value_t = 16384)]
+    pub max_batch_tokens: usize,
+
+    /// Most pairs in one batch.
+    #[arg(long, env = "MAX_BATCH_SIZE", default_value_t = 16)]
+    pub max_batch_size: usize,
+
+    /// Tokens admitted and not yet answered, over all requests; past it new requests get 429.
+    /// It is also the most tokens one request may carry (a larger one gets 413).
+    #[arg(long, env = "MAX_QUEUE_TOKENS", default_value_t = 262_144)]
+    pub max_queue_tokens: usize,
+
+    /// Requests admitted and not yet answered; past it new requests get 429.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+
+    /// Most documents in one request (413 past it).
+    #[arg(long, env = "MAX_DOCUMENTS", default_value_t = 1000)]
+    pub max_documents: usize,
+
+    /// Most tokens in a query (0 = half the model's window).
+    #[arg(long, env = "MAX_QUERY_TOKENS", default_value_t = 0)]
+    pub max_query_tokens: usize,
+
+    /// Most bytes in a request body (413 past it).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Deadline for one re-rank request, in milliseconds (504 past it).
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+
+    /// On SIGTERM/SIGINT, how long accepted requests get to finish, in seconds.
+    #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = 30)]
+    pub drain_timeout_secs: u64,
+
+    /// Score cache size in entries (0 disables the cache).
+    #[arg(long, env = "CACHE_CAPACITY", default_value_t = 100_000)]
+    pub cache_capacity: u64,
+
+    /// Score cache time-to-live in seconds.
+    #[arg(long, env = "CACHE_TTL_SECS", default_value_t = 3600)]
+    pub cache_ttl_secs: u64,
+
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    /// Intra-op threads per session after resolving the `0 = automatic` default.
+    pub fn resolved_intra_threads(&self) -> usize {
+        if self.intra_threads > 0 {
+            return self.intra_threads;
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        (cores / self.sessions.max(1)).max(1)
+    }
+
+    /// Flags that contradict each other, said in words an operator can act on.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("--sessions", self.sessions),
+            ("--max-batch-tokens", self.max_batch_tokens),
+            ("--max-batch-size", self.max_batch_size),
+            ("--max-queue-tokens", self.max_queue_tokens),
+            ("--max-concurrent-requests", self.max_concurrent_requests),
+            ("--max-documents", self.max_documents),
+            ("--max-body-bytes", self.max_body_bytes),
+        ];
+        for (flag, value) in positive {
+            if value == 0 {
+                return Err(format!("{flag} must be at least 1"));
+            }
+        }
+        if self.request_timeout_ms == 0 {
+            return Err("--request-timeout-ms must be at least 1".into());
+        }
+        Ok(())
+    }
+}

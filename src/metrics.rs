@@ -1,0 +1,167 @@
+//! Prometheus metrics, exposed at `/metrics` in the text format.
+//!
+//! Names follow Hugging Face TEI's `te_*` where the meaning is the same, so dashboards built
+//! for TEI work unchanged; what TEI lacks is `rradistill_*`. Every series carries a `model`
+//! label (sum over it for TEI's unlabelled view). Durations are in seconds. The README's
+//! metrics table documents each one.
+
+use prometheus::{
+    exponential_buckets, linear_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub request_count: IntCounterVec,
+    pub request_success: IntCounterVec,
+    pub request_failure: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub tokenization_duration: HistogramVec,
+    pub queue_duration: HistogramVec,
+    pub inference_duration: HistogramVec,
+    pub input_length: HistogramVec,
+    pub documents: HistogramVec,
+    pub batch_size: HistogramVec,
+    pub batch_tokens: HistogramVec,
+    pub batch_inference_duration: HistogramVec,
+    pub padding_ratio: HistogramVec,
+    pub queue_size: IntGaugeVec,
+    pub queued_tokens: IntGaugeVec,
+    pub cache_hits: IntCounterVec,
+    pub cache_misses: IntCounterVec,
+    pub items_dropped: IntCounterVec,
+    pub batch_failures: IntCounterVec,
+}
+
+/// The handles of one model, label already applied.
+#[derive(Clone)]
+pub struct ModelMetrics {
+    pub batch_size: prometheus::Histogram,
+    pub batch_tokens: prometheus::Histogram,
+    pub batch_inference_duration: prometheus::Histogram,
+    pub padding_ratio: prometheus::Histogram,
+    pub queue_size: prometheus::IntGauge,
+    pub items_dropped: prometheus::IntCounter,
+    pub batch_failures: prometheus::IntCounter,
+}
+
+fn seconds() -> Vec<f64> {
+    exponential_buckets(0.0005, 2.0, 18).expect("static buckets")
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["model"]).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["model"]).expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        Metrics {
+            request_count: counter("te_request_count", "Re-rank requests received", &["model"]),
+            request_success: counter("te_request_success", "Re-rank requests answered with scores", &["model"]),
+            request_failure: counter(
+                "te_request_failure",
+                "Re-rank requests that failed, by error kind (validation, too_large, overloaded, timeout, inference, dropped, unavailable)",
+                &["model", "err"],
+            ),
+            request_duration: histogram("te_request_duration", "Re-rank request duration, seconds", seconds()),
+            tokenization_duration: histogram(
+                "te_request_tokenization_duration",
+                "Time spent tokenizing a request, seconds",
+                seconds(),
+            ),
+            queue_duration: histogram(
+                "te_request_queue_duration",
+                "Longest wait of a request's pairs for a batch, seconds",
+                seconds(),
+            ),
+            inference_duration: histogram(
+                "te_request_inference_duration",
+                "Inference time of the batches a request's pairs ran in, seconds",
+                seconds(),
+            ),
+            input_length: histogram(
+                "te_request_input_length",
+                "Tokens per (query, document) pair",
+                exponential_buckets(8.0, 2.0, 13).expect("static buckets"),
+            ),
+            documents: histogram(
+                "rradistill_request_documents",
+                "Documents per re-rank request",
+                exponential_buckets(1.0, 2.0, 12).expect("static buckets"),
+            ),
+            batch_size: histogram(
+                "te_batch_next_size",
+                "Pairs per batch",
+                exponential_buckets(1.0, 2.0, 10).expect("static buckets"),
+            ),
+            batch_tokens: histogram(
+                "te_batch_next_tokens",
+                "Tokens per batch, padding included",
+                exponential_buckets(16.0, 2.0, 14).expect("static buckets"),
+            ),
+            batch_inference_duration: histogram(
+                "rradistill_batch_inference_duration",
+                "ONNX Runtime time per batch, seconds",
+                seconds(),
+            ),
+            padding_ratio: histogram(
+                "rradistill_batch_padding_ratio",
+                "Share of a batch's tokens that are padding",
+                linear_buckets(0.0, 0.05, 21).expect("static buckets"),
+            ),
+            queue_size: gauge("te_queue_size", "Pairs waiting for a batch"),
+            queued_tokens: gauge("rradistill_queued_tokens", "Tokens admitted and not yet answered"),
+            cache_hits: counter("rradistill_cache_hits", "Pairs answered from the score cache", &["model"]),
+            cache_misses: counter("rradistill_cache_misses", "Pairs not in the score cache", &["model"]),
+            items_dropped: counter(
+                "rradistill_items_dropped",
+                "Pairs dropped before inference because their request went away",
+                &["model"],
+            ),
+            batch_failures: counter("rradistill_batch_failures", "Batches whose inference failed", &["model"]),
+            registry,
+        }
+    }
+
+    pub fn for_model(&self, model: &str) -> ModelMetrics {
+        let l = &[model];
+        ModelMetrics {
+            batch_size: self.batch_size.with_label_values(l),
+            batch_tokens: self.batch_tokens.with_label_values(l),
+            batch_inference_duration: self.batch_inference_duration.with_label_values(l),
+            padding_ratio: self.padding_ratio.with_label_values(l),
+            queue_size: self.queue_size.with_label_values(l),
+            items_dropped: self.items_dropped.with_label_values(l),
+            batch_failures: self.batch_failures.with_label_values(l),
+        }
+    }
+
+    /// The registry in Prometheus' text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(error) = encoder.encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(%error, "cannot encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

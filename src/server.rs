@@ -1,0 +1,150 @@
+//! Start-up and shutdown.
+//!
+//! Start-up loads ONNX Runtime, then the model (validated and warmed up), and only then
+//! binds the port, so a process that listens is a process that can serve; any failure on
+//! the way is an error naming what to fix and a non-zero exit. Shutdown on SIGTERM/SIGINT:
+//! `/ready` turns 503 and new re-rank requests are refused, connections stop being accepted,
+//! requests already accepted finish (bounded by the drain timeout), the batchers drain, and
+//! the process exits 0.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::batch::BatcherConfig;
+use crate::cache::ScoreCache;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::model::encoder::SessionOptions;
+use crate::model::registry::{QueueLimits, Registry};
+use crate::rerank::{Limits, RerankService};
+use crate::runtime;
+
+/// Loads the runtime and the model and builds the serving core. Blocking (seconds).
+pub fn build_service(config: &Config) -> Result<Arc<RerankService>> {
+    config.validate().map_err(|e| anyhow!("invalid configuration: {e}"))?;
+    runtime::init(&config.ort_dylib_path)?;
+    let metrics = Metrics::new();
+    let sessions = SessionOptions { sessions: config.sessions, intra_threads: config.resolved_intra_threads() };
+    let limits = QueueLimits {
+        batch: BatcherConfig { max_batch_tokens: config.max_batch_tokens, max_batch_size: config.max_batch_size },
+        max_concurrent_requests: config.max_concurrent_requests,
+        max_queue_tokens: config.max_queue_tokens,
+    };
+    let registry = Registry::load_single(&config.model_dir, &sessions, limits, &metrics)
+        .with_context(|| format!("cannot serve the model in {}", config.model_dir.display()))?;
+    let cache = ScoreCache::new(config.cache_capacity, std::time::Duration::from_secs(config.cache_ttl_secs));
+    let limits = Limits {
+        max_documents: config.max_documents,
+        max_query_tokens: config.max_query_tokens,
+        max_body_bytes: config.max_body_bytes,
+        request_timeout_ms: config.request_timeout_ms,
+    };
+    Ok(Arc::new(RerankService::new(registry, cache, metrics, limits)))
+}
+
+/// A server running in this process (used by `main` and by the integration tests).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub service: Arc<RerankService>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<()>>,
+}
+
+impl RunningServer {
+    /// Begins a graceful shutdown and waits for it to finish.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.map_err(|e| anyhow!("server task failed: {e}"))?
+    }
+}
+
+/// Binds `config.host:config.port` (port 0 picks a free one) and serves `service` until
+/// [`RunningServer::shutdown`].
+pub async fn start(config: &Config, service: Arc<RerankService>) -> Result<RunningServer> {
+    let listener = TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let drain = config.drain_timeout();
+    let state = AppState { service: service.clone(), started: Instant::now() };
+    let task = tokio::spawn(serve(listener, state, stopped, drain));
+    Ok(RunningServer { addr, service, stop, task })
+}
+
+async fn serve(listener: TcpListener, state: AppState, mut stop: watch::Receiver<bool>, drain: std::time::Duration) -> Result<()> {
+    let service = state.service.clone();
+    let mut signalled = stop.clone();
+    let shutdown_signal = async move {
+        let _ = signalled.wait_for(|stop| *stop).await;
+    };
+    let app = api::router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal).into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result.context("HTTP server failed")?,
+        _ = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+            service.stop_accepting();
+            tracing::info!(drain_secs = drain.as_secs(), "shutting down: finishing accepted requests");
+            if tokio::time::timeout(drain, &mut server).await.is_err() {
+                tracing::warn!("drain timeout passed with requests still open; exiting anyway");
+            }
+        }
+    }
+    service.stop_accepting();
+    let drained = service.clone();
+    tokio::task::spawn_blocking(move || drained.registry.shutdown()).await.ok();
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// What `main` runs: build, serve, stop on SIGTERM/SIGINT.
+pub async fn run(config: Config) -> Result<()> {
+    let build_config = config.clone();
+    let service = tokio::task::spawn_blocking(move || build_service(&build_config))
+        .await
+        .map_err(|e| anyhow!("start-up task failed: {e}"))??;
+    for model in service.registry.models() {
+        let d = model.ranker.descriptor();
+        tracing::info!(model = %d.name, version = %d.version, provider = %d.execution_provider,
+            sessions = d.sessions, intra_threads = d.intra_threads, "model loaded and warm");
+    }
+    let server = start(&config, service).await?;
+    tracing::info!(addr = %server.addr, "ready");
+    shutdown_signal().await;
+    server.shutdown().await
+}
+
+fn shutdown_signal() -> impl Future<Output = ()> {
+    async {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT received"),
+            _ = terminate => tracing::info!("SIGTERM received"),
+        }
+    }
+}
