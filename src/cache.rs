@@ -28,7 +28,12 @@ pub struct ScoreCache {
 
 impl ScoreCache {
     pub fn new(capacity: u64, ttl: Duration) -> ScoreCache {
-        let inner = (capacity > 0).then(|| Cache::builder().max_capacity(capacity).time_to_live(ttl).build());
+        let inner = (capacity > 0).then(|| {
+            Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build()
+        });
         ScoreCache { inner }
     }
 
@@ -36,7 +41,13 @@ impl ScoreCache {
         self.inner.is_some()
     }
 
-    pub fn key(model: &str, version: &str, query: &str, document: &str, truncation: &Truncation) -> u128 {
+    pub fn key(
+        model: &str,
+        version: &str,
+        query: &str,
+        document: &str,
+        truncation: &Truncation,
+    ) -> u128 {
         let mut h = Xxh3::new();
         // Length-prefix every field so ("ab", "c") and ("a", "bc") differ.
         for field in [model, version, query, document] {
@@ -44,7 +55,12 @@ impl ScoreCache {
             h.update(field.as_bytes());
         }
         h.update(&[truncation.enabled as u8, truncation.side as u8]);
-        h.update(&truncation.max_document_tokens.map_or(u64::MAX, |n| n as u64).to_le_bytes());
+        h.update(
+            &truncation
+                .max_document_tokens
+                .map_or(u64::MAX, |n| n as u64)
+                .to_le_bytes(),
+        );
         h.digest128()
     }
 
@@ -73,14 +89,33 @@ mod tests {
         let base = ScoreCache::key("m", "1", "q", "d", &t);
         assert_ne!(base, ScoreCache::key("m", "2", "q", "d", &t));
         assert_ne!(base, ScoreCache::key("m", "1", "qd", "", &t));
-        assert_ne!(base, ScoreCache::key("m", "1", "q", "d", &Truncation { max_document_tokens: Some(5), ..t }));
+        assert_ne!(
+            base,
+            ScoreCache::key(
+                "m",
+                "1",
+                "q",
+                "d",
+                &Truncation {
+                    max_document_tokens: Some(5),
+                    ..t
+                }
+            )
+        );
         assert_eq!(base, ScoreCache::key("m", "1", "q", "d", &t));
     }
 
     #[test]
     fn disabled_cache_stores_nothing() {
         let cache = ScoreCache::new(0, Duration::from_secs(60));
-        cache.insert(1, CachedScore { logit: 1.0, tokens: 3, truncated: false });
+        cache.insert(
+            1,
+            CachedScore {
+                logit: 1.0,
+                tokens: 3,
+                truncated: false,
+            },
+        );
         assert!(cache.get(1).is_none());
     }
 }

@@ -15,14 +15,22 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "rradistill", version, about = "Re-ranking service for RRADistill students")]
+#[command(
+    name = "rradistill",
+    version,
+    about = "Re-ranking service for RRADistill students"
+)]
 pub struct Config {
     /// Model folder to serve (model.onnx, tokenizer.json, manifest.json).
     #[arg(long, env = "MODEL_DIR")]
     pub model_dir: PathBuf,
 
     /// ONNX Runtime shared library to load.
-    #[arg(long, env = "ORT_DYLIB_PATH", default_value = ".runtime/onnxruntime/libonnxruntime.so.1.32.0")]
+    #[arg(
+        long,
+        env = "ORT_DYLIB_PATH",
+        default_value = ".runtime/onnxruntime/libonnxruntime.so.1.32.0"
+    )]
     pub ort_dylib_path: PathBuf,
 
     /// Address to listen on.
@@ -105,7 +113,9 @@ impl Config {
         if self.intra_threads > 0 {
             return self.intra_threads;
         }
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         (cores / self.sessions.max(1)).max(1)
     }
 

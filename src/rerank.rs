@@ -84,8 +84,13 @@ pub enum RerankError {
     #[error(transparent)]
     UnknownModel(#[from] UnknownModel),
     #[error("{message}")]
-    Overloaded { message: String, retry_after_secs: u64 },
-    #[error("the request did not finish within its deadline of {0} ms; retry, or send fewer documents")]
+    Overloaded {
+        message: String,
+        retry_after_secs: u64,
+    },
+    #[error(
+        "the request did not finish within its deadline of {0} ms; retry, or send fewer documents"
+    )]
     Timeout(u64),
     #[error("{0}")]
     Unavailable(String),
@@ -121,7 +126,10 @@ impl From<AdmissionError> for RerankError {
     fn from(error: AdmissionError) -> Self {
         match error {
             AdmissionError::RequestTooLarge { .. } => RerankError::TooLarge(error.to_string()),
-            _ => RerankError::Overloaded { message: error.to_string(), retry_after_secs: 1 },
+            _ => RerankError::Overloaded {
+                message: error.to_string(),
+                retry_after_secs: 1,
+            },
         }
     }
 }
@@ -136,8 +144,19 @@ pub struct RerankService {
 }
 
 impl RerankService {
-    pub fn new(registry: Registry, cache: ScoreCache, metrics: Metrics, limits: Limits) -> RerankService {
-        RerankService { registry, cache, metrics, limits, accepting: AtomicBool::new(true) }
+    pub fn new(
+        registry: Registry,
+        cache: ScoreCache,
+        metrics: Metrics,
+        limits: Limits,
+    ) -> RerankService {
+        RerankService {
+            registry,
+            cache,
+            metrics,
+            limits,
+            accepting: AtomicBool::new(true),
+        }
     }
 
     /// Whether new requests are taken (false once shutdown has begun).
@@ -149,12 +168,22 @@ impl RerankService {
         self.accepting.store(false, Ordering::SeqCst);
     }
 
+    /// Counts a request the API layer refused before it reached [`Self::rerank`] (a body
+    /// that is not valid JSON, a field of the wrong type, ...), so failure rates see it.
+    pub fn record_refused(&self, kind: &str) {
+        self.metrics.request_count.with_label_values(&[""]).inc();
+        self.metrics
+            .request_failure
+            .with_label_values(&["", kind])
+            .inc();
+    }
+
     pub async fn rerank(&self, job: RerankJob) -> Result<RerankOutcome, RerankError> {
         let started = Instant::now();
         let model = match self.registry.get(job.model.as_deref()) {
             Ok(model) => model,
             Err(unknown) => {
-                self.metrics.request_failure.with_label_values(&["", "model_not_found"]).inc();
+                self.record_refused("model_not_found");
                 return Err(unknown.into());
             }
         };
@@ -165,20 +194,35 @@ impl RerankService {
             Ok(outcome) => outcome,
             Err(_) => Err(RerankError::Timeout(self.limits.request_timeout_ms)),
         };
-        self.metrics.request_duration.with_label_values(&[&name]).observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .request_duration
+            .with_label_values(&[&name])
+            .observe(started.elapsed().as_secs_f64());
         match &outcome {
-            Ok(_) => self.metrics.request_success.with_label_values(&[&name]).inc(),
-            Err(error) => self.metrics.request_failure.with_label_values(&[&name, error.kind()]).inc(),
+            Ok(_) => self
+                .metrics
+                .request_success
+                .with_label_values(&[&name])
+                .inc(),
+            Err(error) => self
+                .metrics
+                .request_failure
+                .with_label_values(&[&name, error.kind()])
+                .inc(),
         }
         outcome
     }
 
     fn validate(&self, job: &RerankJob) -> Result<(), RerankError> {
         if job.query.trim().is_empty() {
-            return Err(RerankError::Validation("`query` is empty: send the text to rank the documents against".into()));
+            return Err(RerankError::Validation(
+                "`query` is empty: send the text to rank the documents against".into(),
+            ));
         }
         if job.documents.is_empty() {
-            return Err(RerankError::Validation("no documents: send at least one document to rank".into()));
+            return Err(RerankError::Validation(
+                "no documents: send at least one document to rank".into(),
+            ));
         }
         if job.documents.len() > self.limits.max_documents {
             return Err(RerankError::TooLarge(format!(
@@ -191,15 +235,24 @@ impl RerankService {
             return Err(RerankError::Validation("`top_n` must be at least 1".into()));
         }
         if job.truncation.max_document_tokens == Some(0) {
-            return Err(RerankError::Validation("`max_tokens_per_doc` must be at least 1".into()));
+            return Err(RerankError::Validation(
+                "`max_tokens_per_doc` must be at least 1".into(),
+            ));
         }
         Ok(())
     }
 
-    async fn run(&self, model: &Arc<ServedModel>, job: RerankJob, started: Instant) -> Result<RerankOutcome, RerankError> {
+    async fn run(
+        &self,
+        model: &Arc<ServedModel>,
+        job: RerankJob,
+        started: Instant,
+    ) -> Result<RerankOutcome, RerankError> {
         self.validate(&job)?;
         if !self.is_accepting() {
-            return Err(RerankError::Unavailable("the service is shutting down; retry on another instance".into()));
+            return Err(RerankError::Unavailable(
+                "the service is shutting down; retry on another instance".into(),
+            ));
         }
         let descriptor = model.ranker.descriptor().clone();
         let labels = [descriptor.name.as_str()];
@@ -215,24 +268,42 @@ impl RerankService {
             )));
         }
         let count = job.documents.len();
-        self.metrics.documents.with_label_values(&labels).observe(count as f64);
+        self.metrics
+            .documents
+            .with_label_values(&labels)
+            .observe(count as f64);
 
         // 2. The cache.
         let keys: Vec<u128> = if self.cache.enabled() {
             job.documents
                 .iter()
-                .map(|d| ScoreCache::key(&descriptor.name, &descriptor.version, &job.query, d, &job.truncation))
+                .map(|d| {
+                    ScoreCache::key(
+                        &descriptor.name,
+                        &descriptor.version,
+                        &job.query,
+                        d,
+                        &job.truncation,
+                    )
+                })
                 .collect()
         } else {
             Vec::new()
         };
-        let cached: Vec<Option<CachedScore>> =
-            (0..count).map(|i| keys.get(i).and_then(|&k| self.cache.get(k))).collect();
+        let cached: Vec<Option<CachedScore>> = (0..count)
+            .map(|i| keys.get(i).and_then(|&k| self.cache.get(k)))
+            .collect();
         let misses: Vec<usize> = (0..count).filter(|&i| cached[i].is_none()).collect();
         let hits = count - misses.len();
         if self.cache.enabled() {
-            self.metrics.cache_hits.with_label_values(&labels).inc_by(hits as u64);
-            self.metrics.cache_misses.with_label_values(&labels).inc_by(misses.len() as u64);
+            self.metrics
+                .cache_hits
+                .with_label_values(&labels)
+                .inc_by(hits as u64);
+            self.metrics
+                .cache_misses
+                .with_label_values(&labels)
+                .inc_by(misses.len() as u64);
         }
 
         // 3. Tokenization, off the async runtime.
@@ -256,7 +327,10 @@ impl RerankService {
             .map_err(|e| RerankError::Inference(format!("tokenization task failed: {e}")))??
         };
         let tokenization = tokenize_started.elapsed();
-        self.metrics.tokenization_duration.with_label_values(&labels).observe(tokenization.as_secs_f64());
+        self.metrics
+            .tokenization_duration
+            .with_label_values(&labels)
+            .observe(tokenization.as_secs_f64());
 
         let mut tokens = vec![0usize; count];
         let mut truncated = vec![false; count];
@@ -269,7 +343,10 @@ impl RerankService {
         for (&i, pair) in misses.iter().zip(&pairs) {
             tokens[i] = pair.len();
             truncated[i] = pair.truncated;
-            self.metrics.input_length.with_label_values(&labels).observe(pair.len() as f64);
+            self.metrics
+                .input_length
+                .with_label_values(&labels)
+                .observe(pair.len() as f64);
         }
 
         // 4. Admission, charged per token of work to do.
@@ -289,18 +366,24 @@ impl RerankService {
             let items = misses
                 .iter()
                 .zip(pairs)
-                .map(|(&index, pair)| WorkItem { pair, index, enqueued: now, reply: reply.clone() })
+                .map(|(&index, pair)| WorkItem {
+                    pair,
+                    index,
+                    enqueued: now,
+                    reply: reply.clone(),
+                })
                 .collect();
             drop(reply);
-            model
-                .batcher
-                .submit(items)
-                .map_err(|closed| RerankError::Unavailable(format!("{closed}; retry on another instance")))?;
+            model.batcher.submit(items).map_err(|closed| {
+                RerankError::Unavailable(format!("{closed}; retry on another instance"))
+            })?;
             let mut received = 0;
             let mut failure = None;
             while received < misses.len() {
                 let Some(outcome) = outcomes.recv().await else {
-                    return Err(RerankError::Inference("the batcher stopped before scoring this request".into()));
+                    return Err(RerankError::Inference(
+                        "the batcher stopped before scoring this request".into(),
+                    ));
                 };
                 received += 1;
                 queue_time = queue_time.max(outcome.queue_time);
@@ -318,20 +401,35 @@ impl RerankService {
             }
         }
         queued_gauge.set(model.admission.queued_tokens() as i64);
-        self.metrics.queue_duration.with_label_values(&labels).observe(queue_time.as_secs_f64());
-        self.metrics.inference_duration.with_label_values(&labels).observe(inference_time.as_secs_f64());
+        self.metrics
+            .queue_duration
+            .with_label_values(&labels)
+            .observe(queue_time.as_secs_f64());
+        self.metrics
+            .inference_duration
+            .with_label_values(&labels)
+            .observe(inference_time.as_secs_f64());
 
         // 6. Cache, activation, order, cut.
         let mut results = Vec::with_capacity(count);
         for (index, logit) in logits.into_iter().enumerate() {
-            let logit = logit.ok_or_else(|| RerankError::Inference(format!("no score for document {index}")))?;
+            let logit = logit
+                .ok_or_else(|| RerankError::Inference(format!("no score for document {index}")))?;
             if let Some(&key) = keys.get(index) {
                 if cached[index].is_none() {
-                    let entry = CachedScore { logit, tokens: tokens[index] as u32, truncated: truncated[index] };
+                    let entry = CachedScore {
+                        logit,
+                        tokens: tokens[index] as u32,
+                        truncated: truncated[index],
+                    };
                     self.cache.insert(key, entry);
                 }
             }
-            let score = if job.raw_scores { logit } else { model.ranker.activate(logit) };
+            let score = if job.raw_scores {
+                logit
+            } else {
+                model.ranker.activate(logit)
+            };
             results.push(RankedDocument { index, score });
         }
         sort_by_score(&mut results);
@@ -343,7 +441,11 @@ impl RerankService {
         let meta = RerankMeta {
             documents: count,
             input_tokens: tokens.iter().sum(),
-            input_characters: job.documents.iter().map(|d| query_chars + d.chars().count()).sum(),
+            input_characters: job
+                .documents
+                .iter()
+                .map(|d| query_chars + d.chars().count())
+                .sum(),
             documents_truncated: truncated.iter().filter(|&&t| t).count(),
             cache_hits: hits,
             batches: batch_ids.len(),
@@ -352,7 +454,12 @@ impl RerankService {
             inference_ms: millis(inference_time),
             total_ms: millis(started.elapsed()),
         };
-        Ok(RerankOutcome { model: descriptor.name, model_version: descriptor.version, results, meta })
+        Ok(RerankOutcome {
+            model: descriptor.name,
+            model_version: descriptor.version,
+            results,
+            meta,
+        })
     }
 }
 
@@ -372,9 +479,18 @@ mod tests {
     #[test]
     fn ties_keep_document_order() {
         let mut r = vec![
-            RankedDocument { index: 0, score: 0.5 },
-            RankedDocument { index: 1, score: 0.9 },
-            RankedDocument { index: 2, score: 0.5 },
+            RankedDocument {
+                index: 0,
+                score: 0.5,
+            },
+            RankedDocument {
+                index: 1,
+                score: 0.9,
+            },
+            RankedDocument {
+                index: 2,
+                score: 0.5,
+            },
         ];
         sort_by_score(&mut r);
         assert_eq!(r.iter().map(|d| d.index).collect::<Vec<_>>(), vec![1, 0, 2]);

@@ -14,8 +14,9 @@ use anyhow::{anyhow, bail, Result};
 /// The ONNX Runtime version `make` fetches; the default library path carries it.
 pub const ORT_VERSION: &str = "1.32.0";
 
-static ENVIRONMENT: OnceLock<std::result::Result<(PathBuf, ort::environment::Environment), String>> =
-    OnceLock::new();
+static ENVIRONMENT: OnceLock<
+    std::result::Result<(PathBuf, ort::environment::Environment), String>,
+> = OnceLock::new();
 
 /// Opens the ONNX Runtime shared library at `path` and creates the process's environment.
 ///
@@ -53,11 +54,19 @@ fn load(path: &Path) -> std::result::Result<ort::environment::Environment, Strin
     }
     // ort validates the library's API version while loading and reports it as an error.
     let builder = ort::init_from(path).map_err(|e| {
-        format!("could not load ONNX Runtime from {}: {e} (need ONNX Runtime >= 1.22)", path.display())
+        format!(
+            "could not load ONNX Runtime from {}: {e} (need ONNX Runtime >= 1.22)",
+            path.display()
+        )
     })?;
     builder
         .with_name("rradistill")
         .with_telemetry(false)
         .build()
-        .map_err(|e| format!("could not create the ONNX Runtime environment from {}: {e}", path.display()))
+        .map_err(|e| {
+            format!(
+                "could not create the ONNX Runtime environment from {}: {e}",
+                path.display()
+            )
+        })
 }

@@ -7,7 +7,7 @@
 //! requests already accepted finish (bounded by the drain timeout), the batchers drain, and
 //! the process exits 0.
 
-use std::future::{Future, IntoFuture};
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,25 +29,38 @@ use crate::runtime;
 
 /// Loads the runtime and the model and builds the serving core. Blocking (seconds).
 pub fn build_service(config: &Config) -> Result<Arc<RerankService>> {
-    config.validate().map_err(|e| anyhow!("invalid configuration: {e}"))?;
+    config
+        .validate()
+        .map_err(|e| anyhow!("invalid configuration: {e}"))?;
     runtime::init(&config.ort_dylib_path)?;
     let metrics = Metrics::new();
-    let sessions = SessionOptions { sessions: config.sessions, intra_threads: config.resolved_intra_threads() };
+    let sessions = SessionOptions {
+        sessions: config.sessions,
+        intra_threads: config.resolved_intra_threads(),
+    };
     let limits = QueueLimits {
-        batch: BatcherConfig { max_batch_tokens: config.max_batch_tokens, max_batch_size: config.max_batch_size },
+        batch: BatcherConfig {
+            max_batch_tokens: config.max_batch_tokens,
+            max_batch_size: config.max_batch_size,
+        },
         max_concurrent_requests: config.max_concurrent_requests,
         max_queue_tokens: config.max_queue_tokens,
     };
     let registry = Registry::load_single(&config.model_dir, &sessions, limits, &metrics)
         .with_context(|| format!("cannot serve the model in {}", config.model_dir.display()))?;
-    let cache = ScoreCache::new(config.cache_capacity, std::time::Duration::from_secs(config.cache_ttl_secs));
+    let cache = ScoreCache::new(
+        config.cache_capacity,
+        std::time::Duration::from_secs(config.cache_ttl_secs),
+    );
     let limits = Limits {
         max_documents: config.max_documents,
         max_query_tokens: config.max_query_tokens,
         max_body_bytes: config.max_body_bytes,
         request_timeout_ms: config.request_timeout_ms,
     };
-    Ok(Arc::new(RerankService::new(registry, cache, metrics, limits)))
+    Ok(Arc::new(RerankService::new(
+        registry, cache, metrics, limits,
+    )))
 }
 
 /// A server running in this process (used by `main` and by the integration tests).
@@ -62,7 +75,9 @@ impl RunningServer {
     /// Begins a graceful shutdown and waits for it to finish.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
-        self.task.await.map_err(|e| anyhow!("server task failed: {e}"))?
+        self.task
+            .await
+            .map_err(|e| anyhow!("server task failed: {e}"))?
     }
 }
 
@@ -75,19 +90,34 @@ pub async fn start(config: &Config, service: Arc<RerankService>) -> Result<Runni
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
     let drain = config.drain_timeout();
-    let state = AppState { service: service.clone(), started: Instant::now() };
+    let state = AppState {
+        service: service.clone(),
+        started: Instant::now(),
+    };
     let task = tokio::spawn(serve(listener, state, stopped, drain));
-    Ok(RunningServer { addr, service, stop, task })
+    Ok(RunningServer {
+        addr,
+        service,
+        stop,
+        task,
+    })
 }
 
-async fn serve(listener: TcpListener, state: AppState, mut stop: watch::Receiver<bool>, drain: std::time::Duration) -> Result<()> {
+async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    mut stop: watch::Receiver<bool>,
+    drain: std::time::Duration,
+) -> Result<()> {
     let service = state.service.clone();
     let mut signalled = stop.clone();
     let shutdown_signal = async move {
         let _ = signalled.wait_for(|stop| *stop).await;
     };
     let app = api::router(state);
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal).into_future();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal)
+        .into_future();
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result.context("HTTP server failed")?,
@@ -101,7 +131,9 @@ async fn serve(listener: TcpListener, state: AppState, mut stop: watch::Receiver
     }
     service.stop_accepting();
     let drained = service.clone();
-    tokio::task::spawn_blocking(move || drained.registry.shutdown()).await.ok();
+    tokio::task::spawn_blocking(move || drained.registry.shutdown())
+        .await
+        .ok();
     tracing::info!("shut down");
     Ok(())
 }
@@ -123,8 +155,8 @@ pub async fn run(config: Config) -> Result<()> {
     server.shutdown().await
 }
 
-fn shutdown_signal() -> impl Future<Output = ()> {
-    async {
+async fn shutdown_signal() {
+    {
         let ctrl_c = async {
             let _ = tokio::signal::ctrl_c().await;
         };

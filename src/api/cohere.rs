@@ -16,7 +16,7 @@ use axum::Json;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{add_timing_headers, ApiError, AppState, REQUEST_ID};
+use super::{add_timing_headers, parse, refuse, ApiError, AppState, REQUEST_ID};
 use crate::model::Truncation;
 use crate::rerank::{RerankJob, RerankMeta};
 
@@ -64,7 +64,8 @@ impl<'de> Deserialize<'de> for DocumentInput {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
-                text.map(DocumentInput).ok_or_else(|| de::Error::missing_field("text"))
+                text.map(DocumentInput)
+                    .ok_or_else(|| de::Error::missing_field("text"))
             }
         }
         deserializer.deserialize_any(DocumentVisitor)
@@ -142,44 +143,67 @@ pub async fn rerank(
     headers: HeaderMap,
     body: Result<Json<CohereRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body?;
+    let request = parse(&state, body)?;
     let top_n = match request.top_n {
         None => None,
         Some(n) if n >= 1 => Some(n as usize),
-        Some(n) => return Err(ApiError::validation(format!("`top_n` is {n}; it must be at least 1"))),
+        Some(n) => {
+            return Err(refuse(
+                &state,
+                ApiError::validation(format!("`top_n` is {n}; it must be at least 1")),
+            ))
+        }
     };
     let max_document_tokens = match request.max_tokens_per_doc {
         None => None,
         Some(n) if n >= 1 => Some(n as usize),
-        Some(n) => return Err(ApiError::validation(format!("`max_tokens_per_doc` is {n}; it must be at least 1"))),
+        Some(n) => {
+            let message = format!("`max_tokens_per_doc` is {n}; it must be at least 1");
+            return Err(refuse(&state, ApiError::validation(message)));
+        }
     };
-    let documents: Arc<Vec<String>> = Arc::new(request.documents.into_iter().map(|d| d.0).collect());
+    let documents: Arc<Vec<String>> =
+        Arc::new(request.documents.into_iter().map(|d| d.0).collect());
     let job = RerankJob {
         model: request.model,
         query: request.query,
         documents: documents.clone(),
         top_n,
         raw_scores: request.raw_scores,
-        truncation: Truncation { max_document_tokens, ..Truncation::default() },
+        truncation: Truncation {
+            max_document_tokens,
+            ..Truncation::default()
+        },
     };
     let outcome = state.service.rerank(job).await?;
 
-    let id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let id = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let results = outcome
         .results
         .iter()
         .map(|r| CohereResult {
             index: r.index,
             relevance_score: r.score,
-            document: request.return_documents.then(|| DocumentText { text: documents[r.index].clone() }),
+            document: request.return_documents.then(|| DocumentText {
+                text: documents[r.index].clone(),
+            }),
         })
         .collect();
     let body = CohereResponse {
         id,
         model: outcome.model,
         results,
-        meta: CohereMeta { model_version: outcome.model_version, cost: (&outcome.meta).into() },
-        usage: Usage { total_tokens: outcome.meta.input_tokens },
+        meta: CohereMeta {
+            model_version: outcome.model_version,
+            cost: (&outcome.meta).into(),
+        },
+        usage: Usage {
+            total_tokens: outcome.meta.input_tokens,
+        },
     };
     let mut response = Json(body).into_response();
     add_timing_headers(&mut response, &outcome.meta);

@@ -32,7 +32,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, kind, message: message.into(), retry_after_secs: None, dialect: Dialect::Cohere }
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            retry_after_secs: None,
+            dialect: Dialect::Cohere,
+        }
     }
 
     pub fn validation(message: impl Into<String>) -> ApiError {
@@ -68,11 +74,19 @@ impl From<RerankError> for ApiError {
             RerankError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after_secs = match &error {
-            RerankError::Overloaded { retry_after_secs, .. } => Some(*retry_after_secs),
+            RerankError::Overloaded {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             RerankError::Unavailable(_) => Some(1),
             _ => None,
         };
-        ApiError { status, kind: error.kind(), message: error.to_string(), retry_after_secs, dialect: Dialect::Cohere }
+        ApiError {
+            status,
+            kind: error.kind(),
+            message: error.to_string(),
+            retry_after_secs,
+            dialect: Dialect::Cohere,
+        }
     }
 }
 
@@ -108,7 +122,9 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after_secs {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -118,7 +134,10 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!("no endpoint at {}; re-rank with POST /v1/rerank, /v2/rerank or /rerank", uri.path()),
+        format!(
+            "no endpoint at {}; re-rank with POST /v1/rerank, /v2/rerank or /rerank",
+            uri.path()
+        ),
     )
 }
 
@@ -132,6 +151,10 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
 
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked; answered 500");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the service keeps running")
-        .into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; the service keeps running",
+    )
+    .into_response()
 }

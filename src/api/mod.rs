@@ -23,7 +23,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::rerank::{RerankMeta, RerankService};
@@ -66,9 +68,26 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
+/// The body as JSON of type `T`, or the error that says what is wrong with it (counted).
+pub fn parse<T>(
+    state: &AppState,
+    body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
+    body.map(|axum::Json(request)| request)
+        .map_err(|rejection| refuse(state, rejection.into()))
+}
+
+/// Counts a request refused in the API layer and passes its error on.
+pub fn refuse(state: &AppState, error: ApiError) -> ApiError {
+    state.service.record_refused(error.kind);
+    error
+}
+
 /// The request id the id layer assigned (or the client sent).
 pub fn request_id(id: Option<&RequestId>) -> String {
-    id.and_then(|id| id.header_value().to_str().ok()).unwrap_or_default().to_string()
+    id.and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// TEI's timing headers (milliseconds) on a re-rank response.
@@ -81,7 +100,10 @@ pub fn add_timing_headers(response: &mut Response, meta: &RerankMeta) {
     };
     let ms = |v: f64| format!("{}", v.round() as u64);
     put("x-compute-type", "cpu".into());
-    put("x-compute-time", ms(meta.tokenization_ms + meta.inference_ms));
+    put(
+        "x-compute-time",
+        ms(meta.tokenization_ms + meta.inference_ms),
+    );
     put("x-compute-characters", meta.input_characters.to_string());
     put("x-compute-tokens", meta.input_tokens.to_string());
     put("x-total-time", ms(meta.total_ms));
@@ -89,5 +111,8 @@ pub fn add_timing_headers(response: &mut Response, meta: &RerankMeta) {
     put("x-queue-time", ms(meta.queue_ms));
     put("x-inference-time", ms(meta.inference_ms));
     put("x-cache-hits", meta.cache_hits.to_string());
-    put("x-documents-truncated", meta.documents_truncated.to_string());
+    put(
+        "x-documents-truncated",
+        meta.documents_truncated.to_string(),
+    );
 }

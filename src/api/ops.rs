@@ -19,7 +19,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     if state.service.is_accepting() {
         Json(json!({"status": "ready"})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        )
+            .into_response()
     }
 }
 
@@ -33,6 +37,10 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         .map(|m| {
             json!({
                 "model": m.ranker.descriptor(),
+                "batching": {
+                    "max_batch_tokens": m.batcher.config().max_batch_tokens,
+                    "max_batch_size": m.batcher.config().max_batch_size,
+                },
                 "queue": {
                     "pairs_waiting": m.batcher.queue_len(),
                     "tokens_in_flight": m.admission.queued_tokens(),
@@ -59,7 +67,10 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.service.metrics.render(),
     )
         .into_response()

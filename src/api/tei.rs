@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{add_timing_headers, ApiError, AppState, Dialect};
+use super::{add_timing_headers, parse, refuse, ApiError, AppState, Dialect};
 use crate::model::{Truncation, TruncationSide};
 use crate::rerank::RerankJob;
 
@@ -57,15 +57,25 @@ pub async fn rerank(
     State(state): State<AppState>,
     body: Result<Json<TeiRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    handle(state, body).await.map_err(|e| e.in_dialect(Dialect::Tei))
+    handle(state, body)
+        .await
+        .map_err(|e| e.in_dialect(Dialect::Tei))
 }
 
-async fn handle(state: AppState, body: Result<Json<TeiRequest>, JsonRejection>) -> Result<Response, ApiError> {
-    let Json(request) = body?;
+async fn handle(
+    state: AppState,
+    body: Result<Json<TeiRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = parse(&state, body)?;
     let top_n = match request.top_n {
         None => None,
         Some(n) if n >= 1 => Some(n as usize),
-        Some(n) => return Err(ApiError::validation(format!("`top_n` is {n}; it must be at least 1"))),
+        Some(n) => {
+            return Err(refuse(
+                &state,
+                ApiError::validation(format!("`top_n` is {n}; it must be at least 1")),
+            ))
+        }
     };
     let texts = Arc::new(request.texts);
     let side = match request.truncation_direction {
@@ -78,7 +88,11 @@ async fn handle(state: AppState, body: Result<Json<TeiRequest>, JsonRejection>) 
         documents: texts.clone(),
         top_n,
         raw_scores: request.raw_scores,
-        truncation: Truncation { enabled: request.truncate.unwrap_or(false), side, max_document_tokens: None },
+        truncation: Truncation {
+            enabled: request.truncate.unwrap_or(false),
+            side,
+            max_document_tokens: None,
+        },
     };
     let outcome = state.service.rerank(job).await?;
     let ranks: Vec<TeiRank> = outcome

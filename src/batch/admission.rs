@@ -24,7 +24,11 @@ pub enum AdmissionError {
     #[error("the service is at its limit of {limit} concurrent requests; retry shortly")]
     TooManyRequests { limit: usize },
     #[error("the queue holds {queued} of its {limit} tokens and this request needs {needed}; retry shortly")]
-    QueueFull { queued: usize, needed: usize, limit: usize },
+    QueueFull {
+        queued: usize,
+        needed: usize,
+        limit: usize,
+    },
     #[error("the request is {needed} tokens; the most one request may carry is {limit}: send fewer or shorter documents")]
     RequestTooLarge { needed: usize, limit: usize },
 }
@@ -38,7 +42,9 @@ pub struct Permit {
 
 impl Admission {
     pub fn new(max_requests: usize, max_tokens: usize) -> Admission {
-        let max_tokens = max_tokens.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+        let max_tokens = max_tokens
+            .min(Semaphore::MAX_PERMITS)
+            .min(u32::MAX as usize);
         let max_requests = max_requests.min(Semaphore::MAX_PERMITS);
         Admission {
             requests: Arc::new(Semaphore::new(max_requests)),
@@ -51,17 +57,34 @@ impl Admission {
     /// Admits a request of `tokens` tokens, or says why not. Never waits.
     pub fn try_admit(&self, tokens: usize) -> Result<Permit, AdmissionError> {
         if tokens > self.max_tokens {
-            return Err(AdmissionError::RequestTooLarge { needed: tokens, limit: self.max_tokens });
+            return Err(AdmissionError::RequestTooLarge {
+                needed: tokens,
+                limit: self.max_tokens,
+            });
         }
-        let request = self.requests.clone().try_acquire_owned().map_err(|_| AdmissionError::TooManyRequests { limit: self.max_requests })?;
+        let request = self.requests.clone().try_acquire_owned().map_err(|_| {
+            AdmissionError::TooManyRequests {
+                limit: self.max_requests,
+            }
+        })?;
         let tokens_permit = if tokens == 0 {
             None
         } else {
-            Some(self.tokens.clone().try_acquire_many_owned(tokens as u32).map_err(|_| {
-                AdmissionError::QueueFull { queued: self.queued_tokens(), needed: tokens, limit: self.max_tokens }
-            })?)
+            Some(
+                self.tokens
+                    .clone()
+                    .try_acquire_many_owned(tokens as u32)
+                    .map_err(|_| AdmissionError::QueueFull {
+                        queued: self.queued_tokens(),
+                        needed: tokens,
+                        limit: self.max_tokens,
+                    })?,
+            )
         };
-        Ok(Permit { _request: request, _tokens: tokens_permit })
+        Ok(Permit {
+            _request: request,
+            _tokens: tokens_permit,
+        })
     }
 
     /// Tokens admitted and not yet answered.
@@ -83,7 +106,10 @@ mod tests {
         let admission = Admission::new(10, 100);
         let first = admission.try_admit(60).unwrap();
         assert_eq!(admission.queued_tokens(), 60);
-        assert!(matches!(admission.try_admit(50), Err(AdmissionError::QueueFull { needed: 50, .. })));
+        assert!(matches!(
+            admission.try_admit(50),
+            Err(AdmissionError::QueueFull { needed: 50, .. })
+        ));
         let second = admission.try_admit(40).unwrap();
         drop(first);
         assert_eq!(admission.queued_tokens(), 40);
@@ -94,14 +120,23 @@ mod tests {
     #[test]
     fn a_request_larger_than_the_budget_is_too_large_not_overload() {
         let admission = Admission::new(10, 100);
-        assert_eq!(admission.try_admit(101).unwrap_err(), AdmissionError::RequestTooLarge { needed: 101, limit: 100 });
+        assert_eq!(
+            admission.try_admit(101).unwrap_err(),
+            AdmissionError::RequestTooLarge {
+                needed: 101,
+                limit: 100
+            }
+        );
     }
 
     #[test]
     fn request_slots_are_limited() {
         let admission = Admission::new(1, 100);
         let held = admission.try_admit(1).unwrap();
-        assert!(matches!(admission.try_admit(1), Err(AdmissionError::TooManyRequests { .. })));
+        assert!(matches!(
+            admission.try_admit(1),
+            Err(AdmissionError::TooManyRequests { .. })
+        ));
         drop(held);
         assert!(admission.try_admit(1).is_ok());
     }

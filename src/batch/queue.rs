@@ -85,7 +85,10 @@ impl Batcher {
     /// Starts one inference thread per session of `ranker`.
     pub fn start(ranker: Arc<dyn Ranker>, config: BatcherConfig, metrics: ModelMetrics) -> Batcher {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { items: VecDeque::new(), closed: false }),
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                closed: false,
+            }),
             wake: Condvar::new(),
             config,
             ranker: ranker.clone(),
@@ -101,7 +104,10 @@ impl Batcher {
                     .expect("spawning an inference thread")
             })
             .collect();
-        Batcher { shared, workers: Mutex::new(workers) }
+        Batcher {
+            shared,
+            workers: Mutex::new(workers),
+        }
     }
 
     /// Queues a request's items. Admission has already bounded how many there can be.
@@ -115,6 +121,10 @@ impl Batcher {
         drop(state);
         self.shared.wake.notify_all();
         Ok(())
+    }
+
+    pub fn config(&self) -> BatcherConfig {
+        self.shared.config
     }
 
     /// Items waiting for a batch.
@@ -142,7 +152,9 @@ impl Drop for Batcher {
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Nothing panics while holding this lock, but never let one poisoning stop the service.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn run_worker(&self, session: usize) {
@@ -209,7 +221,9 @@ impl Shared {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "panic".into());
-                Err(RankError::Inference(format!("the model panicked: {message}")))
+                Err(RankError::Inference(format!(
+                    "the model panicked: {message}"
+                )))
             })
             .and_then(|scores| {
                 if scores.len() == pairs.len() {
@@ -227,7 +241,8 @@ impl Shared {
         let m = &self.metrics;
         m.batch_size.observe(pairs.len() as f64);
         m.batch_tokens.observe(padded as f64);
-        m.batch_inference_duration.observe(inference_time.as_secs_f64());
+        m.batch_inference_duration
+            .observe(inference_time.as_secs_f64());
         if padded > 0 {
             m.padding_ratio.observe(1.0 - real as f64 / padded as f64);
         }
@@ -281,7 +296,11 @@ mod tests {
     fn item(len: usize) -> WorkItem {
         let (reply, _) = mpsc::unbounded_channel();
         WorkItem {
-            pair: PreparedPair { input_ids: vec![1; len], type_ids: vec![0; len], truncated: false },
+            pair: PreparedPair {
+                input_ids: vec![1; len],
+                type_ids: vec![0; len],
+                truncated: false,
+            },
             index: 0,
             enqueued: Instant::now(),
             reply,
@@ -291,14 +310,23 @@ mod tests {
     #[test]
     fn oldest_goes_first_and_neighbours_by_length_follow() {
         let items: VecDeque<_> = [50, 10, 48, 200, 52, 11].into_iter().map(item).collect();
-        let chosen = select_batch(&items, BatcherConfig { max_batch_tokens: 10_000, max_batch_size: 3 });
+        let chosen = select_batch(
+            &items,
+            BatcherConfig {
+                max_batch_tokens: 10_000,
+                max_batch_size: 3,
+            },
+        );
         assert_eq!(chosen, vec![0, 2, 4]);
     }
 
     #[test]
     fn padded_size_stays_within_the_token_budget() {
         let items: VecDeque<_> = [100, 100, 100, 120, 30].into_iter().map(item).collect();
-        let config = BatcherConfig { max_batch_tokens: 300, max_batch_size: 64 };
+        let config = BatcherConfig {
+            max_batch_tokens: 300,
+            max_batch_size: 64,
+        };
         let chosen = select_batch(&items, config);
         let width = chosen.iter().map(|&i| items[i].pair.len()).max().unwrap();
         assert!(width * chosen.len() <= 300, "{chosen:?}");
@@ -308,7 +336,13 @@ mod tests {
     #[test]
     fn an_item_alone_over_budget_still_runs() {
         let items: VecDeque<_> = [500, 10].into_iter().map(item).collect();
-        let chosen = select_batch(&items, BatcherConfig { max_batch_tokens: 100, max_batch_size: 8 });
+        let chosen = select_batch(
+            &items,
+            BatcherConfig {
+                max_batch_tokens: 100,
+                max_batch_size: 8,
+            },
+        );
         assert_eq!(chosen, vec![0]);
     }
 }

@@ -18,7 +18,9 @@ use ort::value::{Tensor, TensorElementType, ValueType};
 use tokenizers::Tokenizer;
 
 use super::manifest::{self, Manifest, ModelKind};
-use super::{ModelDescriptor, PreparedPair, PreparedQuery, RankError, Ranker, Truncation, TruncationSide};
+use super::{
+    ModelDescriptor, PreparedPair, PreparedQuery, RankError, Ranker, Truncation, TruncationSide,
+};
 
 /// How to run the model's sessions.
 #[derive(Debug, Clone)]
@@ -42,7 +44,11 @@ impl EncoderRanker {
     pub fn load(dir: &Path, options: &SessionOptions) -> Result<EncoderRanker> {
         let manifest = Manifest::load(dir)?;
         if manifest.kind != ModelKind::Encoder {
-            bail!("{}: manifest kind is {:?}; this loader serves encoder models", dir.display(), manifest.kind);
+            bail!(
+                "{}: manifest kind is {:?}; this loader serves encoder models",
+                dir.display(),
+                manifest.kind
+            );
         }
         let tokenizer = load_tokenizer(&dir.join(manifest::TOKENIZER_FILE))?;
         let pair_overhead = tokenizer.get_post_processor().map(|p| {
@@ -58,11 +64,19 @@ impl EncoderRanker {
             ),
         };
         if manifest.max_sequence_length <= pair_overhead + 2 {
-            bail!("manifest max_sequence_length {} leaves no room for text", manifest.max_sequence_length);
+            bail!(
+                "manifest max_sequence_length {} leaves no room for text",
+                manifest.max_sequence_length
+            );
         }
         let pad_id = manifest
             .pad_token_id
-            .or_else(|| ["[PAD]", "<pad>"].iter().find_map(|t| tokenizer.token_to_id(t)).map(i64::from))
+            .or_else(|| {
+                ["[PAD]", "<pad>"]
+                    .iter()
+                    .find_map(|t| tokenizer.token_to_id(t))
+                    .map(i64::from)
+            })
             .unwrap_or(0);
 
         let model_path = dir.join(manifest::MODEL_FILE);
@@ -74,7 +88,11 @@ impl EncoderRanker {
             let session = open_session(&model_path, options.intra_threads)?;
             sessions.push(Mutex::new(session));
         }
-        check_graph(&manifest, &sessions[0].lock().expect("fresh mutex"), &model_path)?;
+        check_graph(
+            &manifest,
+            &sessions[0].lock().expect("fresh mutex"),
+            &model_path,
+        )?;
 
         let descriptor = ModelDescriptor {
             name: manifest.name.clone(),
@@ -86,9 +104,18 @@ impl EncoderRanker {
             sessions: sessions.len(),
             intra_threads: options.intra_threads,
         };
-        let ranker = EncoderRanker { descriptor, manifest, tokenizer, pair_overhead, pad_id, sessions };
+        let ranker = EncoderRanker {
+            descriptor,
+            manifest,
+            tokenizer,
+            pair_overhead,
+            pad_id,
+            sessions,
+        };
         ranker.check_tokenizer_fits_graph(dir)?;
-        ranker.warm_up().with_context(|| format!("warm-up of {} failed", model_path.display()))?;
+        ranker
+            .warm_up()
+            .with_context(|| format!("warm-up of {} failed", model_path.display()))?;
         Ok(ranker)
     }
 
@@ -97,7 +124,11 @@ impl EncoderRanker {
     fn check_tokenizer_fits_graph(&self, dir: &Path) -> Result<()> {
         let vocab = self.tokenizer.get_vocab_size(true);
         let top = (vocab.max(1) - 1) as i64;
-        let pair = PreparedPair { input_ids: vec![top; 4], type_ids: vec![0; 4], truncated: false };
+        let pair = PreparedPair {
+            input_ids: vec![top; 4],
+            type_ids: vec![0; 4],
+            truncated: false,
+        };
         self.score(0, &[&pair]).map_err(|e| {
             anyhow!(
                 "{}: the tokenizer has {vocab} tokens but the graph rejects token id {top}: \
@@ -130,8 +161,8 @@ impl EncoderRanker {
 }
 
 fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
-    let mut tokenizer =
-        Tokenizer::from_file(path).map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
+    let mut tokenizer = Tokenizer::from_file(path)
+        .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
     // The service pads batches and truncates documents itself; a tokenizer.json that pads or
     // truncates on its own (all-MiniLM's does, to 128) would silently change scores.
     tokenizer.with_padding(None);
@@ -170,7 +201,11 @@ fn check_graph(manifest: &Manifest, session: &Session, model_path: &Path) -> Res
             );
         };
         match outlet.dtype() {
-            ValueType::Tensor { ty: TensorElementType::Int64, shape, .. } if shape.len() == 2 => {}
+            ValueType::Tensor {
+                ty: TensorElementType::Int64,
+                shape,
+                ..
+            } if shape.len() == 2 => {}
             other => bail!(
                 "{}: graph input `{name}` is {other}; expected int64 [batch, sequence]",
                 model_path.display()
@@ -187,7 +222,11 @@ fn check_graph(manifest: &Manifest, session: &Session, model_path: &Path) -> Res
         }
     }
     let graph_outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-    let Some(output) = session.outputs().iter().find(|o| o.name() == manifest.output) else {
+    let Some(output) = session
+        .outputs()
+        .iter()
+        .find(|o| o.name() == manifest.output)
+    else {
         bail!(
             "{}: the manifest names output `{}` but the graph's outputs are {graph_outputs:?}",
             model_path.display(),
@@ -195,8 +234,11 @@ fn check_graph(manifest: &Manifest, session: &Session, model_path: &Path) -> Res
         );
     };
     match output.dtype() {
-        ValueType::Tensor { ty: TensorElementType::Float32, shape, .. }
-            if shape.len() == 1 || (shape.len() == 2 && (shape[1] == 1 || shape[1] == -1)) => {}
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            shape,
+            ..
+        } if shape.len() == 1 || (shape.len() == 2 && (shape[1] == 1 || shape[1] == -1)) => {}
         other => bail!(
             "{}: graph output `{}` is {other}; expected float32 [batch] or [batch, 1]",
             model_path.display(),
@@ -211,13 +253,22 @@ impl Ranker for EncoderRanker {
         &self.descriptor
     }
 
-    fn prepare_query(&self, query: &str, max_query_tokens: usize) -> Result<PreparedQuery, RankError> {
-        let encoding =
-            self.tokenizer.encode_fast(query, false).map_err(|e| RankError::Tokenization(e.to_string()))?;
+    fn prepare_query(
+        &self,
+        query: &str,
+        max_query_tokens: usize,
+    ) -> Result<PreparedQuery, RankError> {
+        let encoding = self
+            .tokenizer
+            .encode_fast(query, false)
+            .map_err(|e| RankError::Tokenization(e.to_string()))?;
         // The query is never cut; it must leave room for the specials and some document.
         let limit = max_query_tokens.min(self.window() - self.pair_overhead - 1);
         if encoding.len() > limit {
-            return Err(RankError::QueryTooLong { tokens: encoding.len(), limit });
+            return Err(RankError::QueryTooLong {
+                tokens: encoding.len(),
+                limit,
+            });
         }
         Ok(PreparedQuery { encoding })
     }
@@ -229,8 +280,10 @@ impl Ranker for EncoderRanker {
         index: usize,
         truncation: &Truncation,
     ) -> Result<PreparedPair, RankError> {
-        let mut doc =
-            self.tokenizer.encode_fast(document, false).map_err(|e| RankError::Tokenization(e.to_string()))?;
+        let mut doc = self
+            .tokenizer
+            .encode_fast(document, false)
+            .map_err(|e| RankError::Tokenization(e.to_string()))?;
         let room = self.window() - self.pair_overhead - query.tokens();
         let budget = truncation.max_document_tokens.map_or(room, |m| m.min(room));
         let truncated = doc.len() > budget;
@@ -254,7 +307,11 @@ impl Ranker for EncoderRanker {
             .map_err(|e| RankError::Tokenization(e.to_string()))?;
         Ok(PreparedPair {
             input_ids: pair.get_ids().iter().map(|&id| i64::from(id)).collect(),
-            type_ids: pair.get_type_ids().iter().map(|&id| i64::from(id)).collect(),
+            type_ids: pair
+                .get_type_ids()
+                .iter()
+                .map(|&id| i64::from(id))
+                .collect(),
             truncated,
         })
     }
@@ -297,13 +354,16 @@ impl Ranker for EncoderRanker {
             .ok_or_else(|| RankError::Inference(format!("no session {session}")))?;
         // A panic while a session ran poisons its mutex; the session itself is still sound.
         let mut session = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outputs = session.run(inputs).map_err(|e| RankError::Inference(e.to_string()))?;
-        let value = outputs
-            .get(&self.manifest.output)
-            .ok_or_else(|| RankError::Inference(format!("the graph returned no `{}`", self.manifest.output)))?;
-        let (shape, scores) =
-            value.try_extract_tensor::<f32>().map_err(|e| RankError::Inference(e.to_string()))?;
-        let per_row = if rows == 0 { 0 } else { scores.len() / rows };
+        let outputs = session
+            .run(inputs)
+            .map_err(|e| RankError::Inference(e.to_string()))?;
+        let value = outputs.get(&self.manifest.output).ok_or_else(|| {
+            RankError::Inference(format!("the graph returned no `{}`", self.manifest.output))
+        })?;
+        let (shape, scores) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| RankError::Inference(e.to_string()))?;
+        let per_row = scores.len().checked_div(rows).unwrap_or(0);
         if shape.first().copied() != Some(rows as i64) || per_row != 1 {
             return Err(RankError::Inference(format!(
                 "the graph returned shape {shape:?} for a batch of {rows}; expected [{rows}] or [{rows}, 1]"

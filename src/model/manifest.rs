@@ -81,7 +81,9 @@ impl Manifest {
             .with_context(|| format!("cannot read the model manifest {}", path.display()))?;
         let manifest: Manifest = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a valid manifest", path.display()))?;
-        manifest.check().with_context(|| format!("{} is not a valid manifest", path.display()))?;
+        manifest
+            .check()
+            .with_context(|| format!("{} is not a valid manifest", path.display()))?;
         Ok(manifest)
     }
 
@@ -93,7 +95,10 @@ impl Manifest {
             bail!("`version` is empty");
         }
         if !(8..=65_536).contains(&self.max_sequence_length) {
-            bail!("`max_sequence_length` is {}; it must be between 8 and 65536", self.max_sequence_length);
+            bail!(
+                "`max_sequence_length` is {}; it must be between 8 and 65536",
+                self.max_sequence_length
+            );
         }
         Ok(())
     }

@@ -37,7 +37,11 @@ pub struct Truncation {
 
 impl Default for Truncation {
     fn default() -> Self {
-        Truncation { enabled: true, side: TruncationSide::Right, max_document_tokens: None }
+        Truncation {
+            enabled: true,
+            side: TruncationSide::Right,
+            max_document_tokens: None,
+        }
     }
 }
 
@@ -76,13 +80,19 @@ impl PreparedPair {
 /// (input problems) or the operator (inference problems) as they stand.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RankError {
-    #[error("query is {tokens} tokens long; the most this model accepts is {limit}: shorten the query")]
+    #[error(
+        "query is {tokens} tokens long; the most this model accepts is {limit}: shorten the query"
+    )]
     QueryTooLong { tokens: usize, limit: usize },
     #[error(
         "document {index} is {tokens} tokens long with the query, over the model's window of {window}: \
          shorten it or allow truncation"
     )]
-    DocumentTooLong { index: usize, tokens: usize, window: usize },
+    DocumentTooLong {
+        index: usize,
+        tokens: usize,
+        window: usize,
+    },
     #[error("tokenization failed: {0}")]
     Tokenization(String),
     #[error("inference failed: {0}")]
@@ -108,7 +118,11 @@ pub trait Ranker: Send + Sync + 'static {
     fn descriptor(&self) -> &ModelDescriptor;
 
     /// Tokenizes a query once for all the documents of a request.
-    fn prepare_query(&self, query: &str, max_query_tokens: usize) -> Result<PreparedQuery, RankError>;
+    fn prepare_query(
+        &self,
+        query: &str,
+        max_query_tokens: usize,
+    ) -> Result<PreparedQuery, RankError>;
 
     /// Builds the model input for one document of a request (`index` is for error messages).
     fn prepare_pair(
@@ -133,6 +147,8 @@ pub trait Ranker: Send + Sync + 'static {
 
 impl fmt::Debug for dyn Ranker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ranker").field("descriptor", self.descriptor()).finish()
+        f.debug_struct("Ranker")
+            .field("descriptor", self.descriptor())
+            .finish()
     }
 }

@@ -40,9 +40,16 @@ pub struct QueueLimits {
 
 impl Registry {
     /// Loads the encoder model in `dir` and starts its inference threads.
-    pub fn load_single(dir: &Path, sessions: &SessionOptions, limits: QueueLimits, metrics: &Metrics) -> Result<Registry> {
+    pub fn load_single(
+        dir: &Path,
+        sessions: &SessionOptions,
+        limits: QueueLimits,
+        metrics: &Metrics,
+    ) -> Result<Registry> {
         let ranker: Arc<dyn Ranker> = Arc::new(EncoderRanker::load(dir, sessions)?);
-        Ok(Registry { models: vec![Arc::new(Self::serve(ranker, limits, metrics))] })
+        Ok(Registry {
+            models: vec![Arc::new(Self::serve(ranker, limits, metrics))],
+        })
     }
 
     /// Puts an already loaded model behind a batcher and an admission budget.
@@ -53,7 +60,11 @@ impl Registry {
             max_batch_tokens: limits.batch.max_batch_tokens.max(window),
             max_batch_size: limits.batch.max_batch_size,
         };
-        let batcher = Batcher::start(ranker.clone(), batch, metrics.for_model(&ranker.descriptor().name));
+        let batcher = Batcher::start(
+            ranker.clone(),
+            batch,
+            metrics.for_model(&ranker.descriptor().name),
+        );
         ServedModel {
             ranker,
             batcher,
@@ -62,7 +73,9 @@ impl Registry {
     }
 
     pub fn from_models(models: Vec<ServedModel>) -> Registry {
-        Registry { models: models.into_iter().map(Arc::new).collect() }
+        Registry {
+            models: models.into_iter().map(Arc::new).collect(),
+        }
     }
 
     /// The model called `name`, or the default one when no name is given.
@@ -72,9 +85,15 @@ impl Registry {
                 requested: "(default)".into(),
                 available: Vec::new(),
             }),
-            Some(name) => self.models.iter().find(|m| m.ranker.descriptor().name == name).cloned().ok_or_else(|| {
-                UnknownModel { requested: name.to_string(), available: self.names() }
-            }),
+            Some(name) => self
+                .models
+                .iter()
+                .find(|m| m.ranker.descriptor().name == name)
+                .cloned()
+                .ok_or_else(|| UnknownModel {
+                    requested: name.to_string(),
+                    available: self.names(),
+                }),
         }
     }
 
@@ -83,7 +102,10 @@ impl Registry {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.models.iter().map(|m| m.ranker.descriptor().name.clone()).collect()
+        self.models
+            .iter()
+            .map(|m| m.ranker.descriptor().name.clone())
+            .collect()
     }
 
     /// Stops every batcher after it has drained its queue.

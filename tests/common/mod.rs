@@ -1,0 +1,169 @@
+//! Shared by the integration tests: where the fixtures and ONNX Runtime are, and a real
+//! service on a loopback port with the real runtime, tokenizer and fixture model.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use rradistill::config::Config;
+use rradistill::rerank::RerankService;
+use rradistill::server::{self, RunningServer};
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("RRADISTILL_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/fixtures"))
+}
+
+/// The encoder fixture `make fixtures` builds.
+pub fn encoder_fixture() -> PathBuf {
+    let dir = fixtures().join("encoder-mini");
+    assert!(
+        dir.join("model.onnx").is_file(),
+        "{} is missing: run `make fixtures` (or `make test`)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn ort_library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".runtime/onnxruntime/libonnxruntime.so.1.32.0"))
+}
+
+/// Flags for a test server on 127.0.0.1, any free port, plus `extra`.
+pub fn config(model: &std::path::Path, extra: &[&str]) -> Config {
+    let mut args: Vec<String> = vec![
+        "rradistill".into(),
+        "--model-dir".into(),
+        model.display().to_string(),
+        "--ort-dylib-path".into(),
+        ort_library().display().to_string(),
+        "--host".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        "0".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Config::try_parse_from(args).expect("valid test flags")
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub server: Option<RunningServer>,
+}
+
+impl TestServer {
+    pub async fn start(extra: &[&str]) -> TestServer {
+        TestServer::start_with(&encoder_fixture(), extra).await
+    }
+
+    pub async fn start_with(model: &std::path::Path, extra: &[&str]) -> TestServer {
+        let config = config(model, extra);
+        let build = config.clone();
+        let service = tokio::task::spawn_blocking(move || server::build_service(&build))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("service failed to start: {e:#}"));
+        let server = server::start(&config, service)
+            .await
+            .expect("bind loopback");
+        TestServer {
+            base: format!("http://{}", server.addr),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            server: Some(server),
+        }
+    }
+
+    pub fn service(&self) -> Arc<RerankService> {
+        self.server.as_ref().unwrap().service.clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        (status, headers, value)
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// The value of an unlabelled-by-`err` metric series summed over its other labels.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.get_text("/metrics").await;
+        metric_value(&text, name)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// Sums the samples of `name` (exact series name, any labels) in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Documents of varied length built from real sentences (for batching and load tests).
+pub fn documents(n: usize, seed: usize) -> Vec<String> {
+    const SENTENCES: [&str; 8] = [
+        "Use dpkg -i with the .deb file you copied onto the machine.",
+        "The global interpreter lock lets only one thread execute Python bytecode at a time.",
+        "Kernel modules accept parameters at load time; see modinfo for the options a driver accepts.",
+        "Debian stable is released roughly every two years and supported for three.",
+        "A tuple is an immutable sequence; a list can be changed in place.",
+        "Set the locale with dpkg-reconfigure locales and log in again.",
+        "The apt pinning file lets you prefer packages from one release over another.",
+        "man pages are grouped into numbered sections: 1 for commands, 3 for library calls.",
+    ];
+    (0..n)
+        .map(|i| {
+            let k = (i * 7 + seed * 13) % 23 + 1;
+            (0..k)
+                .map(|j| SENTENCES[(i + j + seed) % SENTENCES.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
