@@ -1,0 +1,221 @@
+"""Stage 7, evaluate: every ranker on the held-out queries, against ground truth and teacher.
+
+Each held-out query is re-ranked over its 20 pre-ranked candidates (stage 3), by:
+- ``BM25`` (first-stage score), ``pre-ranker`` (its score),
+- each teacher given with ``--labels NAME=labels.jsonl`` (the teacher's ranked list, then
+  the documents it left out in pre-rank order),
+- each student given with ``--student NAME=MODEL_FOLDER`` (an exported ONNX folder, scored
+  with ONNX Runtime exactly as the service tokenizes: only the document truncated).
+
+Metrics (``metrics``): NDCG@1/5/10 and MRR@10 against the ground truth (the source's
+known relevant document) and against the reference teacher's labels (``--reference``,
+gains 2^-(rank-1), i.e. fidelity to the teacher), for all queries and per language
+(en / ko). Cost: milliseconds per (query, document) pair on this machine, 2 threads:
+students timed here (one batch of 20 pairs per query); BM25 timed here (retrieval of 50
+from the whole corpus, per candidate); the pre-ranker and teachers from their own stages'
+timings (per candidate of the prompt / scored list).
+
+Writes ``--out``: ``eval.json``, ``eval_table.md``, ``eval.png``.
+
+Usage: python -m rradistill_toolkit.evaluate --labels mpnet=models/work/labels/mpnet.test.jsonl \
+           --reference mpnet --student rra-bert=models/rra-bert-mini --out models/work/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from .common import WORK_DIR, iter_jsonl, load_corpus, load_queries, read_jsonl, write_json
+from .losses import teacher_gains
+from .metrics import METRICS, evaluate_rankings
+
+
+def teacher_ranking(label: dict, candidates: list[dict]) -> list[str]:
+    ranked = list(label["order"])
+    return ranked + [c["doc_id"] for c in candidates if c["doc_id"] not in set(ranked)]
+
+
+def by_score(candidates: list[dict], scores) -> list[str]:
+    order = sorted(range(len(candidates)), key=lambda i: -float(scores[i]))
+    return [candidates[i]["doc_id"] for i in order]
+
+
+def score_student(model_dir: str, queries, prerank, corpus, threads: int = 2):
+    import json
+
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    from .export import encode_feed
+
+    manifest = json.load(open(os.path.join(model_dir, "manifest.json")))
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    tok.enable_truncation(max_length=manifest["max_sequence_length"], strategy="only_second")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), so, providers=["CPUExecutionProvider"])
+    rankings, elapsed, pairs = {}, 0.0, 0
+    for q in queries:
+        cands = prerank[q["qid"]]["candidates"]
+        t0 = time.perf_counter()
+        feed, _ = encode_feed(tok, [(q["text"], corpus[c["doc_id"]]["text"]) for c in cands])
+        logits = sess.run([manifest.get("output", "logits")], feed)[0][:, 0]
+        elapsed += time.perf_counter() - t0
+        pairs += len(cands)
+        rankings[q["qid"]] = by_score(cands, logits)
+    return rankings, 1000 * elapsed / max(1, pairs)
+
+
+def bm25_ms_per_candidate(data_dir, queries) -> float:
+    from .firststage import BM25Retriever
+
+    corpus = load_corpus(os.path.join(data_dir, "corpus.jsonl"))
+    r = BM25Retriever(corpus)
+    t0 = time.perf_counter()
+    r.retrieve([q["text"] for q in queries], k=50)
+    return 1000 * (time.perf_counter() - t0) / max(1, 50 * len(queries))
+
+
+def parse_named(items) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, _, path = item.partition("=")
+        out[name] = path
+    return out
+
+
+def run(args) -> dict:
+    corpus = load_corpus(os.path.join(args.data, "corpus.jsonl"))
+    queries = load_queries(os.path.join(args.data, "queries.jsonl"), args.split)
+    prerank = {r["qid"]: r for r in read_jsonl(args.prerank)}
+    queries = [q for q in queries if q["qid"] in prerank]
+    label_files = parse_named(args.labels)
+    labels = {name: {r["qid"]: r for r in iter_jsonl(p)} for name, p in label_files.items()}
+    if args.common_queries and labels:
+        # compare every method on the queries that every teacher labelled
+        common = set.intersection(*(set(v) for v in labels.values()))
+        queries = [q for q in queries if q["qid"] in common]
+    if args.max_queries:
+        queries = queries[: args.max_queries]
+    qids = [q["qid"] for q in queries]
+    lang = {q["qid"]: q["lang"] for q in queries}
+
+    methods: dict[str, dict] = {}
+    methods["BM25"] = {"rankings": {q: by_score(prerank[q]["candidates"], [c["bm25"] for c in prerank[q]["candidates"]]) for q in qids},
+                       "ms_per_pair": bm25_ms_per_candidate(args.data, queries), "kind": "first stage"}
+    methods["pre-ranker"] = {"rankings": {q: by_score(prerank[q]["candidates"], [c["prerank"] for c in prerank[q]["candidates"]]) for q in qids},
+                             "ms_per_pair": float(np.mean([prerank[q].get("prerank_ms_per_pair", 0.0) for q in qids])) if qids else 0.0,
+                             "kind": "pre-ranker"}
+    for name, labs in labels.items():
+        have = [q for q in qids if q in labs]
+        methods[f"teacher:{name}"] = {
+            "rankings": {q: teacher_ranking(labs[q], prerank[q]["candidates"]) for q in have},
+            "ms_per_pair": float(np.mean([labs[q].get("ms", 0.0) / max(1, len(labs[q]["docs"])) for q in have])) if have else 0.0,
+            "kind": "teacher", "queries_labelled": len(have),
+        }
+    for name, folder in parse_named(args.student).items():
+        rankings, ms = score_student(folder, queries, prerank, corpus, args.threads)
+        methods[name] = {"rankings": rankings, "ms_per_pair": ms, "kind": "student"}
+
+    gt = {q["qid"]: {d: float(g) for d, g in q["relevant"].items()} for q in queries}
+    ref = labels.get(args.reference) if args.reference else None
+    teacher_qrels = {q: teacher_gains(ref[q]) for q in qids if ref and q in ref} if ref else {}
+    groups = {"all": set(qids), "en": {q for q in qids if lang[q] == "en"}, "ko": {q for q in qids if lang[q] == "ko"}}
+    result = {"split": args.split, "queries": {g: len(s) for g, s in groups.items()},
+              "reference_teacher": args.reference, "methods": {}}
+    for name, m in methods.items():
+        entry = {"kind": m["kind"], "ms_per_pair": round(m["ms_per_pair"], 4)}
+        for g, s in groups.items():
+            if not s:
+                continue
+            sub_gt = {q: gt[q] for q in s if q in m["rankings"] or m["kind"] != "teacher"}
+            entry[f"ground_truth/{g}"] = evaluate_rankings(m["rankings"], sub_gt)
+            entry[f"ground_truth/{g}"]["queries"] = len(sub_gt)
+            if teacher_qrels:
+                sub_t = {q: teacher_qrels[q] for q in s if q in teacher_qrels}
+                if sub_t:
+                    entry[f"teacher/{g}"] = evaluate_rankings(m["rankings"], sub_t)
+                    entry[f"teacher/{g}"]["queries"] = len(sub_t)
+        if "queries_labelled" in m:
+            entry["queries_labelled"] = m["queries_labelled"]
+        result["methods"][name] = entry
+    os.makedirs(args.out, exist_ok=True)
+    write_json(os.path.join(args.out, "eval.json"), result)
+    table = markdown_table(result)
+    with open(os.path.join(args.out, "eval_table.md"), "w") as f:
+        f.write(table)
+    plot(result, os.path.join(args.out, "eval.png"))
+    print(table)
+    return result
+
+
+def markdown_table(result: dict) -> str:
+    lines = []
+    for target in ("ground_truth", "teacher"):
+        for g in ("all", "en", "ko"):
+            rows = [(n, e) for n, e in result["methods"].items() if f"{target}/{g}" in e]
+            if not rows:
+                continue
+            title = "ground truth" if target == "ground_truth" else f"the reference teacher's labels ({result['reference_teacher']})"
+            lines.append(f"\n**Against {title}, {g} held-out queries**\n")
+            lines.append("| ranker | queries | " + " | ".join(METRICS) + " | ms/pair |")
+            lines.append("|---|---:|" + "---:|" * len(METRICS) + "---:|")
+            for n, e in rows:
+                m = e[f"{target}/{g}"]
+                lines.append(f"| {n} | {m['queries']} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS)
+                             + f" | {e['ms_per_pair']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["methods"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = np.arange(len(names))
+    width = 0.27
+    for i, g in enumerate(("all", "en", "ko")):
+        vals = [result["methods"][n].get(f"ground_truth/{g}", {}).get("NDCG@10", np.nan) for n in names]
+        axes[0].bar(x + (i - 1) * width, vals, width, label=f"{g} ({result['queries'].get(g, 0)} q)")
+    axes[0].set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    axes[0].set_ylabel("NDCG@10 vs ground truth")
+    axes[0].set_ylim(0, 1)
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("Held-out queries, 20 candidates each")
+    ms = [max(result["methods"][n]["ms_per_pair"], 1e-4) for n in names]
+    axes[1].bar(x, ms, color="gray")
+    axes[1].set_yscale("log")
+    axes[1].set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    axes[1].set_ylabel("ms per (query, document) pair, 2 CPU threads")
+    axes[1].set_title("Cost on this machine")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Evaluate rankers on held-out queries (stage 7).")
+    ap.add_argument("--data", default=str(WORK_DIR / "data"))
+    ap.add_argument("--prerank", default=str(WORK_DIR / "prerank.jsonl"))
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--labels", nargs="*", metavar="NAME=PATH", help="teacher label files on the split")
+    ap.add_argument("--reference", default=None, help="the teacher (a --labels NAME) for fidelity metrics")
+    ap.add_argument("--student", nargs="*", metavar="NAME=MODEL_DIR")
+    ap.add_argument("--common-queries", action="store_true", help="only queries every teacher labelled")
+    ap.add_argument("--max-queries", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(WORK_DIR / "eval"))
+    args = ap.parse_args(argv)
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Stage 6, export: the TCL-free student to ONNX, checked, quantized, as a model folder.
+
+Steps:
+1. ``torch.onnx.export`` (TorchScript exporter, opset 17) of the encoder and its [CLS]
+   head only (``train.ClsScorer``): inputs ``input_ids``, ``attention_mask``,
+   ``token_type_ids`` int64 ``[batch, sequence]``, output ``logits`` float32 ``[batch, 1]``;
+   batch and sequence axes dynamic. The graph holds no Term Control Layer.
+2. Parity: PyTorch vs ONNX Runtime fp32 logits on real (query, document) pairs; the max
+   absolute difference is reported and must be below 1e-4.
+3. int8 dynamic quantization (ONNX Runtime), with its own agreement check: Spearman rank
+   correlation of int8 vs fp32 logits over the same pairs (overall and mean per query).
+4. The model folder the service loads: ``model.onnx`` (int8 or fp32), ``tokenizer.json``
+   (padding and truncation removed: the service does both), ``manifest.json``, and
+   ``reference.jsonl`` (pairs scored here with Python tokenizers + ONNX Runtime on the
+   folder's own model.onnx, for the Rust tests). ``export_report.json`` keeps the checks.
+
+Usage: python -m rradistill_toolkit.export --student models/work/students/rra-bert \
+           --out models/rra-bert-mini [--precision int8] [--pairs-from models/work/prerank.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from .common import WORK_DIR, iter_jsonl, load_corpus, load_queries, write_json
+
+PARITY_LIMIT = 1e-4
+
+REFERENCE_PAIRS = [
+    ("how do I install a package offline", "Use dpkg -i with the .deb file you copied onto the machine."),
+    ("how do I install a package offline", "The release cycle of Debian stable is about two years."),
+    ("what does the GIL do in python", "The global interpreter lock lets only one thread execute Python bytecode at a time."),
+    ("what does the GIL do in python", "Tuples are immutable sequences."),
+    ("long tail query about rare kernel module options for wireless cards on old laptops",
+     "Kernel modules accept parameters at load time; see modinfo and /etc/modprobe.d for the options "
+     "a driver accepts. " * 12),
+    ("데비안 패키지를 어떻게 설치하나요?", "데비안은 자유 소프트웨어로 이루어진 운영 체제입니다."),
+    ("empty document", ""),
+]
+
+
+def service_tokenizer_spec(src) -> dict:
+    spec = json.loads(open(src, encoding="utf-8").read())
+    spec["padding"] = None
+    spec["truncation"] = None
+    return spec
+
+
+def real_pairs(data_dir, prerank_path, n_queries: int = 8, per_query: int = 6) -> list[tuple[str, str, str]]:
+    """(qid, query, document) pairs from held-out queries and their candidates."""
+    corpus = load_corpus(os.path.join(data_dir, "corpus.jsonl"))
+    queries = {q["qid"]: q for q in load_queries(os.path.join(data_dir, "queries.jsonl"))}
+    out = []
+    for rec in iter_jsonl(prerank_path):
+        q = queries.get(rec["qid"])
+        if not q or q["split"] != "test":
+            continue
+        cands = rec["candidates"]
+        picks = cands[: per_query // 2] + cands[-(per_query - per_query // 2):]
+        out.extend((q["qid"], q["text"], corpus[c["doc_id"]]["text"]) for c in picks)
+        if len({p[0] for p in out}) >= n_queries:
+            break
+    return out
+
+
+def encode_feed(tok, pairs: list[tuple[str, str]]):
+    encs = tok.encode_batch(pairs)
+    width = max(len(e.ids) for e in encs)
+    feed = {k: np.zeros((len(encs), width), np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    for r, e in enumerate(encs):
+        L = len(e.ids)
+        feed["input_ids"][r, :L] = e.ids
+        feed["attention_mask"][r, :L] = e.attention_mask
+        feed["token_type_ids"][r, :L] = e.type_ids
+    return feed, [len(e.ids) for e in encs]
+
+
+def onnx_logits(session, tok, pairs, batch: int = 16) -> np.ndarray:
+    out = []
+    for i in range(0, len(pairs), batch):
+        feed, _ = encode_feed(tok, pairs[i: i + batch])
+        out.append(session.run(["logits"], feed)[0][:, 0])
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def spearman(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 2:
+        return 1.0
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def export_onnx(encoder, path: str) -> None:
+    import torch
+
+    from .train import ClsScorer
+
+    model = ClsScorer(encoder).eval()
+    dummy = {k: torch.ones((2, 16), dtype=torch.long) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    dummy["token_type_ids"][:, 8:] = 1
+    dyn = {k: {0: "batch", 1: "sequence"} for k in dummy}
+    dyn["logits"] = {0: "batch"}
+    with torch.no_grad():
+        torch.onnx.export(model, (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]), path,
+                          input_names=list(dummy), output_names=["logits"], dynamic_axes=dyn,
+                          opset_version=17, dynamo=False, do_constant_folding=True)
+
+
+def export(student_dir: str, out_dir: str, precision: str, pairs_data: str, prerank: str, max_length: int | None,
+           name: str, version: str, extra_manifest: dict | None = None, threads: int = 2) -> dict:
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from . import assets
+    from .train import ClsScorer, load_student_encoder, load_tokenizer
+
+    cfg = json.load(open(os.path.join(student_dir, "train_config.json")))
+    window = max_length or cfg["max_length"]
+    encoder = load_student_encoder(student_dir)
+    work = os.path.join(student_dir, "onnx")
+    os.makedirs(work, exist_ok=True)
+    fp32 = os.path.join(work, "model.fp32.onnx")
+    t0 = time.perf_counter()
+    export_onnx(encoder, fp32)
+    onnx.checker.check_model(onnx.load(fp32))
+    report = {"export_seconds": round(time.perf_counter() - t0, 1), "window": window}
+
+    tok_src = os.path.join(str(assets.minilm_dir()), "tokenizer.json")
+    tok = load_tokenizer(tok_src, window)
+    pairs = real_pairs(pairs_data, prerank) if prerank and os.path.exists(prerank) else []
+    if not pairs:
+        pairs = [("ref", q, d) for q, d in REFERENCE_PAIRS]
+    qd = [(q, d) for _, q, d in pairs]
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess32 = ort.InferenceSession(fp32, so, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        torch_logits = []
+        scorer = ClsScorer(encoder).eval()
+        for i in range(0, len(qd), 16):
+            feed, _ = encode_feed(tok, qd[i: i + 16])
+            torch_logits.append(scorer(*(torch.from_numpy(feed[k]) for k in
+                                         ("input_ids", "attention_mask", "token_type_ids")))[:, 0].numpy())
+        torch_logits = np.concatenate(torch_logits)
+    onnx32 = onnx_logits(sess32, tok, qd)
+    max_diff = float(np.max(np.abs(torch_logits - onnx32)))
+    report["parity"] = {"pairs": len(qd), "max_abs_diff_fp32_vs_pytorch": max_diff, "limit": PARITY_LIMIT,
+                        "ok": max_diff < PARITY_LIMIT}
+    print(f"export: parity on {len(qd)} real pairs: max |torch - onnx fp32| = {max_diff:.2e}", file=sys.stderr)
+    if max_diff >= PARITY_LIMIT:
+        raise SystemExit(f"export: parity check failed ({max_diff:.2e} >= {PARITY_LIMIT})")
+
+    final = fp32
+    if precision == "int8":
+        q8 = os.path.join(work, "model.int8.onnx")
+        quantize_dynamic(fp32, q8, weight_type=QuantType.QInt8)
+        sess8 = ort.InferenceSession(q8, so, providers=["CPUExecutionProvider"])
+        onnx8 = onnx_logits(sess8, tok, qd)
+        per_query = {}
+        for (qid, _, _), a, b in zip(pairs, onnx32, onnx8):
+            per_query.setdefault(qid, ([], []))
+            per_query[qid][0].append(a)
+            per_query[qid][1].append(b)
+        report["int8"] = {
+            "spearman_all_pairs": spearman(onnx32, onnx8),
+            "spearman_mean_per_query": float(np.mean([spearman(a, b) for a, b in per_query.values()])),
+            "max_abs_diff_vs_fp32": float(np.max(np.abs(onnx32 - onnx8))),
+            "size_mb": round(os.path.getsize(q8) / 2 ** 20, 2),
+        }
+        print(f"export: int8 agreement: Spearman {report['int8']['spearman_all_pairs']:.4f} over all pairs, "
+              f"{report['int8']['spearman_mean_per_query']:.4f} mean per query; {report['int8']['size_mb']} MB",
+              file=sys.stderr)
+        final = q8
+    report["fp32_size_mb"] = round(os.path.getsize(fp32) / 2 ** 20, 2)
+
+    os.makedirs(out_dir, exist_ok=True)
+    shutil.copyfile(final, os.path.join(out_dir, "model.onnx"))
+    with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(service_tokenizer_spec(tok_src), f, ensure_ascii=False)
+    manifest = {
+        "name": name,
+        "version": version,
+        "kind": "encoder",
+        "max_sequence_length": window,
+        "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask", "token_type_ids": "token_type_ids"},
+        "output": "logits",
+        "score_activation": "sigmoid",
+        "precision": precision,
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "student": "RRA-BERT" + (" (trained with TCL; TCL removed at export)" if cfg.get("tcl") else " (no TCL)"),
+        "training": {k: cfg[k] for k in ("labels", "queries", "epochs", "steps", "loss", "tcl", "max_length") if k in cfg},
+        **(extra_manifest or {}),
+    }
+    write_json(os.path.join(out_dir, "manifest.json"), manifest)
+    write_reference(out_dir, window)
+    write_json(os.path.join(out_dir, "export_report.json"), report)
+    return report
+
+
+def write_reference(model_dir: str, window: int) -> None:
+    """reference.jsonl: pairs scored with Python tokenizers + ONNX Runtime on the folder's model."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    tok.enable_truncation(max_length=window, strategy="only_second")
+    sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), providers=["CPUExecutionProvider"])
+    with open(os.path.join(model_dir, "reference.jsonl"), "w", encoding="utf-8") as f:
+        for query, document in REFERENCE_PAIRS:
+            enc = tok.encode(query, document)
+            feed = {"input_ids": np.array([enc.ids], np.int64),
+                    "attention_mask": np.array([enc.attention_mask], np.int64),
+                    "token_type_ids": np.array([enc.type_ids], np.int64)}
+            logit = float(sess.run(["logits"], feed)[0][0, 0])
+            f.write(json.dumps({"query": query, "document": document, "tokens": len(enc.ids), "logit": logit},
+                               ensure_ascii=False) + "\n")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Export RRA-BERT to an ONNX model folder (stage 6).")
+    ap.add_argument("--student", required=True, help="folder written by the train stage")
+    ap.add_argument("--out", required=True, help="model folder to write")
+    ap.add_argument("--precision", default="int8", choices=["int8", "fp32"])
+    ap.add_argument("--data", default=str(WORK_DIR / "data"))
+    ap.add_argument("--prerank", default=str(WORK_DIR / "prerank.jsonl"), help="real pairs for the checks")
+    ap.add_argument("--max-length", type=int, default=None, help="default: the training window")
+    ap.add_argument("--name", default="rra-bert-mini")
+    ap.add_argument("--version", default=time.strftime("%Y.%m.%d"))
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    export(args.student, args.out, args.precision, args.data, args.prerank, args.max_length, args.name, args.version,
+           threads=args.threads)
+    print(f"export: wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
