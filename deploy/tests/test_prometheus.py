@@ -1,0 +1,43 @@
+"""The alert rules: promtool's syntax and semantics check, its unit tests
+(deploy/prometheus/alerts.test.yml: each alert fires on the series it is meant for and stays
+quiet on the others), and every metric they use is one the service exports."""
+import re
+import subprocess
+
+import yaml
+
+from conftest import DEPLOY, ROOT, tool
+
+PROMETHEUS = DEPLOY / "prometheus"
+
+
+def promtool(*args):
+    result = subprocess.run([tool("promtool"), *args], cwd=PROMETHEUS, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_rules_pass_promtool_check():
+    out = promtool("check", "rules", "alerts.yml")
+    assert "SUCCESS" in out
+
+
+def test_alert_unit_tests_pass():
+    promtool("test", "rules", "alerts.test.yml")
+
+
+def test_every_alert_has_a_unit_test_that_fires_it():
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    tests = yaml.safe_load((PROMETHEUS / "alerts.test.yml").read_text())
+    fired = {c["alertname"] for t in tests["tests"] for c in t["alert_rule_test"] if c["exp_alerts"]}
+    assert alerts == fired, f"alerts never shown firing: {alerts - fired}"
+
+
+def test_alerts_use_only_metrics_the_service_exports():
+    source = (ROOT / "src/metrics.rs").read_text()
+    rules = (PROMETHEUS / "alerts.yml").read_text()
+    exprs = " ".join(r["expr"] for g in yaml.safe_load(rules)["groups"] for r in g["rules"])
+    for metric in set(re.findall(r"\b((?:te|rradistill)_[a-z_]+)", exprs)):
+        base = re.sub(r"_(bucket|sum|count)$", "", metric) if metric != "te_request_count" else metric
+        assert f'"{base}"' in source, f"{metric} is not a metric of src/metrics.rs"
