@@ -1,0 +1,60 @@
+"""The Grafana dashboard: valid JSON Grafana can import, panels laid out without overlap,
+and every query valid PromQL (promtool parses each, with Grafana's variables substituted)
+over metrics the service exports."""
+import json
+import re
+import subprocess
+
+import yaml
+
+from conftest import DEPLOY, ROOT, tool
+
+DASHBOARD = DEPLOY / "grafana/rradistill.json"
+
+
+def dashboard():
+    return json.loads(DASHBOARD.read_text())
+
+
+def queries(d):
+    return [(p["title"], t["expr"]) for p in d["panels"] for t in p.get("targets", [])]
+
+
+def test_dashboard_structure():
+    d = dashboard()
+    assert d["uid"] and d["title"] == "rradistill"
+    variables = {v["name"] for v in d["templating"]["list"]}
+    assert variables == {"datasource", "model"}
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    cells = {}
+    for p in d["panels"]:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24, f'{p["title"]} is wider than the grid'
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f'{p["title"]} overlaps {cells[(x, y)]}'
+                cells[(x, y)] = p["title"]
+        if p["type"] != "row":
+            assert p["targets"] and all(t["expr"] for t in p["targets"]), p["title"]
+            assert p["datasource"]["uid"] == "${datasource}"
+
+
+def test_every_query_is_valid_promql(tmp_path):
+    rules = []
+    for i, (title, expr) in enumerate(queries(dashboard())):
+        concrete = expr.replace("$__rate_interval", "5m").replace("$model", ".*")
+        assert "$" not in concrete, f"{title}: unknown variable in {expr}"
+        rules.append({"record": f"dashboard:query_{i}", "expr": concrete})
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run([tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_queries_use_only_metrics_the_service_exports():
+    source = (ROOT / "src/metrics.rs").read_text()
+    for title, expr in queries(dashboard()):
+        for metric in re.findall(r"\b((?:te|rradistill)_[a-z_]+)", expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", metric) if metric != "te_request_count" else metric
+            assert f'"{base}"' in source, f"{title}: {metric} is not a metric of src/metrics.rs"
