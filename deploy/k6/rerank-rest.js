@@ -1,6 +1,6 @@
 // REST load test of POST /v1/rerank with the long-tail workload of workload.js.
 //
-//   k6 run deploy/k6/rerank-rest.js                                   # `load` profile, ~14 min
+//   k6 run deploy/k6/rerank-rest.js                                   # `load` profile, ~13 min
 //   BASE_URL=http://rradistill:8080 TARGET_RPS=50 k6 run deploy/k6/rerank-rest.js
 //   K6_PROFILE=smoke k6 run deploy/k6/rerank-rest.js                  # ~10 s
 //

@@ -109,7 +109,7 @@ export function nextRequest() {
 
 // Load profiles. `smoke`: ~10 s at a few requests per second, to prove the script and the
 // service work together (deploy/tests). `load` (default): ramp to TARGET_RPS, hold, push to
-// twice that to find the knee, ramp down (~14 minutes). `soak`: TARGET_RPS for an hour.
+// twice that to find the knee, ramp down (13 minutes). `soak`: TARGET_RPS for an hour.
 export function scenario(exec) {
   const target = parseInt(__ENV.TARGET_RPS || '20', 10);
   const profiles = {
