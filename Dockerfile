@@ -19,10 +19,10 @@ ARG RUNTIME=cpu
 # ---- build: the release binary ----------------------------------------------------------------
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY proto proto
 COPY src src
 COPY benches benches
-# When the gRPC server lands: also `COPY build.rs proto ./` (and protoc, if its build needs it).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin rradistill \

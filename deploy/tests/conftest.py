@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -48,15 +49,18 @@ def _require(path, how):
 
 @pytest.fixture(scope="session")
 def service():
-    """The release binary serving the test fixture model on a free loopback port; yields its
-    base URL and the process; stopped with SIGTERM (it drains and exits 0) at the end."""
+    """The release binary serving the test fixture model on free loopback ports; yields its
+    base URL, gRPC address, process and binary; stopped with SIGTERM (it drains and exits 0)
+    at the end."""
     binary = _require(ROOT / "target/release/rradistill", "cargo build --release --bin rradistill")
     ort = Path(os.environ.get("ORT_DYLIB_PATH", ROOT / ".runtime/onnxruntime/libonnxruntime.so.1.32.0"))
     _require(ort, "make setup")
     fixtures = Path(os.environ.get("RRADISTILL_FIXTURES", ROOT / "target/fixtures"))
     model = _require(fixtures / "encoder-mini", "make fixtures")
     port = free_port()
-    env = dict(os.environ, RUST_LOG="warn", LOG_FORMAT="human")
+    # GRPC_PORT by environment: a binary without gRPC ignores it, one with it must not take
+    # the default 50051.
+    env = dict(os.environ, RUST_LOG="warn", LOG_FORMAT="human", GRPC_PORT=str(free_port()))
     log = open(ROOT / "target/deploy-tests-service.log", "wb")
     proc = subprocess.Popen(
         [str(binary), "--model-dir", str(model), "--ort-dylib-path", str(ort),
@@ -79,7 +83,7 @@ def service():
             pytest.fail("rradistill not ready within 60 s; see target/deploy-tests-service.log", pytrace=False)
         time.sleep(0.2)
     try:
-        yield base, proc
+        yield SimpleNamespace(url=base, proc=proc, grpc_addr=f'127.0.0.1:{env["GRPC_PORT"]}', binary=binary)
     finally:
         proc.terminate()
         try:

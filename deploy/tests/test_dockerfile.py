@@ -103,6 +103,14 @@ def test_cargo_declared_targets_are_copied():
         assert any(path == s or path.startswith(s + "/") for s in sources), f"{path} not copied into the build stage"
 
 
+def test_build_script_and_its_inputs_are_copied():
+    """build.rs compiles proto/ (gRPC); the build stage needs both when they exist."""
+    sources = {s.rstrip("/") for s in context_sources()}
+    for path in ("build.rs", "proto"):
+        if (ROOT / path).exists():
+            assert path in sources, f"{path} exists but the Dockerfile does not copy it"
+
+
 def test_onnx_runtime_version_matches_the_makefile():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^ORT_VERSION\s*:=\s*(\S+)", makefile, re.M).group(1) == arg_defaults()["ORT_VERSION"]
