@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, tool
+from deploytools import ROOT, tool
 
 DOCKERFILE = ROOT / "Dockerfile"
 

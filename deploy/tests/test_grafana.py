@@ -7,7 +7,7 @@ import subprocess
 
 import yaml
 
-from conftest import DEPLOY, ROOT, tool
+from deploytools import DEPLOY, ROOT, tool
 
 DASHBOARD = DEPLOY / "grafana/rradistill.json"
 

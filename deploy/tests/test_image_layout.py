@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import DEPLOY, ROOT, free_port
+from deploytools import DEPLOY, ROOT, free_port
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 

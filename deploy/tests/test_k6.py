@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import DEPLOY, ROOT, free_port, tool
+from deploytools import DEPLOY, ROOT, free_port, tool
 
 K6_ENV = dict(os.environ, K6_NO_USAGE_REPORT="true", K6_PROFILE="smoke")
 TRENDS = ["rerank_server_total_time", "rerank_server_queue_time",

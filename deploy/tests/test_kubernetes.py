@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import DEPLOY, ROOT
+from deploytools import DEPLOY, ROOT
 
 K8S = DEPLOY / "kubernetes"
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]

@@ -6,7 +6,7 @@ import subprocess
 
 import yaml
 
-from conftest import DEPLOY, ROOT, tool
+from deploytools import DEPLOY, ROOT, tool
 
 PROMETHEUS = DEPLOY / "prometheus"
 
