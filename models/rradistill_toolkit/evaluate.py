@@ -201,7 +201,7 @@ def plot(result: dict, path: str) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="Evaluate rankers on held-out queries (stage 7).")
     ap.add_argument("--data", default=str(WORK_DIR / "data"))
     ap.add_argument("--prerank", default=str(WORK_DIR / "prerank.jsonl"))
@@ -213,8 +213,11 @@ def main(argv=None) -> None:
     ap.add_argument("--max-queries", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(WORK_DIR / "eval"))
-    args = ap.parse_args(argv)
-    run(args)
+    return ap
+
+
+def main(argv=None) -> None:
+    run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -106,6 +106,7 @@ def export_onnx(encoder, path: str) -> None:
     model = ClsScorer(encoder).eval()
     dummy = {k: torch.ones((2, 16), dtype=torch.long) for k in ("input_ids", "attention_mask", "token_type_ids")}
     dummy["token_type_ids"][:, 8:] = 1
+    dummy["attention_mask"][1, 12:] = 0  # a padded row, so the traced graph keeps the mask path
     dyn = {k: {0: "batch", 1: "sequence"} for k in dummy}
     dyn["logits"] = {0: "batch"}
     with torch.no_grad():

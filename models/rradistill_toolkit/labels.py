@@ -162,6 +162,8 @@ def main(argv=None) -> None:
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--split", default="train", choices=["train", "test", "all"])
     ap.add_argument("--limit", type=int, default=0, help="label at most N queries (0: all)")
+    ap.add_argument("--sample", type=int, default=0, help="label a seeded random sample of N queries")
+    ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--base-url", default=None)
     ap.add_argument("--model", default=None)
     ap.add_argument("--gguf", default=None)
@@ -177,6 +179,10 @@ def main(argv=None) -> None:
     set_threads(args.threads)
     corpus = load_corpus(os.path.join(args.data, "corpus.jsonl"))
     queries = load_queries(os.path.join(args.data, "queries.jsonl"), args.split)
+    if args.sample:
+        import random
+
+        queries = random.Random(args.seed).sample(queries, min(args.sample, len(queries)))
     if args.limit:
         queries = queries[: args.limit]
     prerank = {r["qid"]: r for r in read_jsonl(args.prerank)}

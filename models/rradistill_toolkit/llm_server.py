@@ -53,19 +53,22 @@ def make_handler(llm, model_name: str, lock: threading.Lock):
                 messages = req["messages"]
             except (ValueError, KeyError) as e:
                 return self._send(400, {"error": {"message": f"bad request: {e}"}})
-            with lock:
-                out = llm.create_chat_completion(
-                    messages=messages,
-                    max_tokens=int(req.get("max_tokens") or 128),
-                    temperature=float(req.get("temperature", 0.0)),
-                )
+            try:
+                with lock:
+                    out = llm.create_chat_completion(
+                        messages=messages,
+                        max_tokens=int(req.get("max_tokens") or 128),
+                        temperature=float(req.get("temperature", 0.0)),
+                    )
+            except ValueError as e:  # e.g. the prompt exceeds the context window
+                return self._send(400, {"error": {"message": str(e), "type": "invalid_request_error"}})
             out["model"] = model_name
             self._send(200, out)
 
     return Handler
 
 
-def serve(gguf: str, port: int, threads: int, n_ctx: int = 4096, ready_file: str | None = None) -> None:
+def serve(gguf: str, port: int, threads: int, n_ctx: int = 8192, ready_file: str | None = None) -> None:
     from llama_cpp import Llama
 
     llm = Llama(model_path=gguf, n_ctx=n_ctx, n_threads=threads, verbose=False)
@@ -122,7 +125,7 @@ def main() -> None:
     ap.add_argument("--gguf", default=None)
     ap.add_argument("--port", type=int, default=8089)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--n-ctx", type=int, default=4096)
+    ap.add_argument("--n-ctx", type=int, default=8192, help="SmolLM2 was trained to 8192")
     args = ap.parse_args()
     gguf = args.gguf
     if gguf is None:

@@ -1,0 +1,173 @@
+"""The model card: README.md in the model folder, written from the pipeline's own outputs.
+
+Every number in the card is read from a file a stage wrote (eval.json, export_report.json,
+train_config.json, labels *.stats.json, queries.jsonl); nothing is typed in by hand. The
+evaluation plot is copied next to it.
+
+Usage: python -m rradistill_toolkit.card --work models/work --model models/rra-bert-mini \
+           --teacher scorer:mpnet --train-labels models/work/labels/mpnet.train.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import shutil
+
+from .common import WORK_DIR, read_jsonl
+
+REPRODUCE = "python -m rradistill_toolkit.pipeline"  # run in models/ with the project's .venv
+
+
+def _f(x, nd=3):
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def teacher_rows(ev: dict, stats_dir: str) -> list[str]:
+    rows = ["| teacher | queries | NDCG@10 all | NDCG@10 en | NDCG@10 ko | MRR@10 all | ms/pair | parse issues |",
+            "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name, e in ev["methods"].items():
+        if e["kind"] not in ("teacher", "first stage", "pre-ranker"):
+            continue
+        label_name = name.split(":", 1)[1] if name.startswith("teacher:") else None
+        issues = ""
+        if label_name:
+            p = os.path.join(stats_dir, f"{label_name}.test.stats.json")
+            if os.path.exists(p):
+                s = json.load(open(p))
+                issues = ", ".join(f"{k} {v}" for k, v in sorted(s["issues"].items())) or "none"
+        g = lambda grp, m="NDCG@10": e.get(f"ground_truth/{grp}", {}).get(m)
+        q = e.get("ground_truth/all", {}).get("queries")
+        rows.append(f"| {name} | {q} | {_f(g('all'))} | {_f(g('en'))} | {_f(g('ko'))} | {_f(g('all', 'MRR@10'))} "
+                    f"| {e['ms_per_pair']:.2f} | {issues} |")
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Write the model card.")
+    ap.add_argument("--work", default=str(WORK_DIR))
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--teacher", required=True)
+    ap.add_argument("--train-labels", required=True)
+    a = ap.parse_args(argv)
+    w, m = a.work, a.model
+    ev = json.load(open(f"{w}/eval/eval.json"))
+    ev_llm = json.load(open(f"{w}/eval-llm-sample/eval.json")) if os.path.exists(f"{w}/eval-llm-sample/eval.json") else None
+    manifest = json.load(open(f"{m}/manifest.json"))
+    report = json.load(open(f"{m}/export_report.json"))
+    student_dir = glob.glob(f"{w}/students/rra-bert/train_config.json")
+    cfg = json.load(open(student_dir[0])) if student_dir else {}
+    cfg_ab = json.load(open(f"{w}/students/rra-bert-no-tcl/train_config.json")) \
+        if os.path.exists(f"{w}/students/rra-bert-no-tcl/train_config.json") else {}
+    train_stats = json.load(open(a.train_labels.rsplit(".jsonl", 1)[0] + ".stats.json"))
+    queries = read_jsonl(f"{w}/data/queries.jsonl")
+    corpus_n = sum(1 for _ in open(f"{w}/data/corpus.jsonl"))
+    by_src = collections.Counter((q["source"], q["split"]) for q in queries)
+    shutil.copyfile(f"{w}/eval/eval.png", f"{m}/eval.png")
+    shutil.copyfile(f"{w}/eval/eval.json", f"{m}/eval.json")
+
+    meth = ev["methods"]
+    ref = f"teacher:{ev['reference_teacher']}"
+    nd = lambda name, grp="all", tgt="ground_truth": meth.get(name, {}).get(f"{tgt}/{grp}", {}).get("NDCG@10")
+    stu, abl, bm = nd("RRA-BERT"), nd("RRA-BERT-no-TCL"), nd("BM25")
+    tea = nd(ref)
+    ratio = stu / tea if stu is not None and tea else None
+
+    L = []
+    L.append(f"# {manifest['name']} (version {manifest['version']})\n")
+    L.append("RRA-BERT, the encoder student of RRADistill: a cross-encoder (all-MiniLM-L6-v2, 6 layers, 384 wide) "
+             "that scores `[CLS] query [SEP] document [SEP]` with one logit, distilled from a teacher's listwise "
+             "labels with the Term Control Layer (TCL) and Token Selection in training; the TCL is removed at export, "
+             "so serving costs nothing extra. This folder is what the rradistill service loads: `model.onnx` "
+             f"({manifest.get('precision')}, dynamic quantization, {os.path.getsize(f'{m}/model.onnx') / 2**20:.1f} MB), "
+             "`tokenizer.json` (padding and truncation removed: the service does both), `manifest.json`, "
+             f"`reference.jsonl` (Python-side scores for the Rust tests). Window: {manifest['max_sequence_length']} tokens "
+             "(the query is never truncated, the document's beginning is kept).\n")
+    L.append("## How it was made\n")
+    L.append(f"Reproduce (in `models/`, with the project's `.venv`): `{REPRODUCE}` "
+             f"(the defaults are this run's settings; every stage can also be rerun alone, see `models/README.md`).\n")
+    L.append(f"- **Teacher that made the training labels:** `{train_stats['teacher']}` "
+             f"({a.teacher}), on {train_stats['queries']} training queries "
+             f"({cfg.get('queries', 'n/a')} used: {cfg.get('skipped_no_ranked', 0)} had no ranked document); "
+             f"buckets {train_stats['buckets']}.")
+    L.append(f"- **Data:** {corpus_n} documents and {len(queries)} queries from the Debian FAQ (English, Korean), "
+             "the Python FAQ and library reference (python3.11-doc), and Linux man pages (sections 2, 3, 5, 7), "
+             "each query with its known relevant document from the source's structure (question -> answer, "
+             "heading or synopsis -> section, man page NAME line -> DESCRIPTION). Held-out split by query:")
+    L.append("")
+    L.append("| source | train queries | held-out queries |\n|---|---:|---:|")
+    for src in sorted({s for s, _ in by_src}):
+        L.append(f"| {src} | {by_src[(src, 'train')]} | {by_src[(src, 'test')]} |")
+    L.append("")
+    L.append("- **Candidates:** BM25 (bm25s) top 50; the pre-ranker (all-MiniLM-L6-v2 bi-encoder) keeps its top 10 "
+             "and bottom 10; the teacher ranks those 20, shuffled, in one listwise prompt; the documents it leaves out "
+             "are negatives (`missing_hard` from the top 10, `missing_easy` from the bottom 10).")
+    L.append(f"- **Training:** listwise softmax cross-entropy over each query's 20 candidates, targets 2^-(rank-1) for "
+             f"the teacher's ranked documents and 0 for missing ones; TCL weight {cfg.get('tcl_weight')}; "
+             f"{cfg.get('epochs')} epoch, {cfg.get('steps')} steps of {cfg.get('queries_per_step')} query (20 pairs), "
+             f"window {cfg.get('max_length')}, {cfg.get('pairs_per_second', 'n/a')} pairs/s on 2 shared CPU cores.")
+    par = report["parity"]
+    L.append(f"- **Export checks:** fp32 ONNX vs PyTorch on {par['pairs']} real held-out pairs: max |diff| = "
+             f"{par['max_abs_diff_fp32_vs_pytorch']:.2e} (limit 1e-4). int8 vs fp32: Spearman "
+             f"{report['int8']['spearman_all_pairs']:.4f} over all pairs, {report['int8']['spearman_mean_per_query']:.4f} "
+             f"mean per query (max |diff| {report['int8']['max_abs_diff_vs_fp32']:.3f}).\n")
+    L.append("## Evaluation on the held-out queries\n")
+    L.append(f"{ev['queries']['all']} held-out queries ({ev['queries']['en']} English, {ev['queries']['ko']} Korean), "
+             "each re-ranked over its 20 pre-ranked candidates. Ground truth: the source's relevant document "
+             "(a query whose relevant document is not among the 20 scores 0 for every ranker). Teacher fidelity: "
+             f"NDCG against the training teacher's labels on the same queries ({ev['reference_teacher']}). "
+             "ms/pair: one (query, document) pair on this machine (2 CPU threads, shared with other work, so "
+             "compare side by side): students with ONNX Runtime, 20 pairs a batch; BM25 per retrieved candidate; "
+             "pre-ranker and scoring teachers including their document encoding; the LLM per candidate of its prompt.\n")
+    L.append(open(f"{w}/eval/eval_table.md").read())
+    L.append("\n![NDCG@10 and cost per ranker](eval.png)\n")
+    L.append("### Against the targets\n")
+    L.append(f"- RRA-BERT NDCG@10 (ground truth, all held-out): {_f(stu)}; its teacher ({ref}): {_f(tea)}; "
+             f"ratio {_f(ratio * 100 if ratio is not None else None, 1)}% (target >= 95%): "
+             f"**{'met' if ratio is not None and ratio >= 0.95 else 'not met'}**.")
+    L.append(f"- BM25 on the same candidates: {_f(bm)}; RRA-BERT is "
+             f"{'above' if stu is not None and bm is not None and stu > bm else 'not above'} it by {_f((stu or 0) - (bm or 0))}.")
+    L.append(f"- TCL ablation (same labels, steps and seed, TCL off): NDCG@10 {_f(abl)} vs {_f(stu)} with TCL "
+             f"({'TCL helped' if stu is not None and abl is not None and stu > abl else 'TCL did not help'} on this data, "
+             f"difference {_f((stu or 0) - (abl or 0))}; English {_f(nd('RRA-BERT-no-TCL', 'en'))} vs {_f(nd('RRA-BERT', 'en'))}, "
+             f"Korean {_f(nd('RRA-BERT-no-TCL', 'ko'))} vs {_f(nd('RRA-BERT', 'ko'))}). One seed, one run each: differences of "
+             "a few hundredths are within noise at this query count.")
+    L.append(f"- Korean held-out queries (reported separately above): RRA-BERT {_f(nd('RRA-BERT', 'ko'))} vs BM25 "
+             f"{_f(nd('BM25', 'ko'))}. The student starts from an English-only model (all-MiniLM-L6-v2's vocabulary splits "
+             "Hangul into single characters or [UNK]) and its teacher is English-centred, so it is weak on Korean; "
+             "a multilingual base and teacher are needed for Korean traffic.\n")
+    L.append("## Choosing the teacher\n")
+    L.append("An LLM teacher is the method; the LLMs that run here offline are tiny. Candidate teachers were measured "
+             "against the ground truth of the held-out queries (their labels, ranked list then the left-out documents "
+             "in pre-rank order). Local scoring models answer in the same listwise format (their 5 best, best first) "
+             "through the same parser; committees are reciprocal-rank fusion (k=60).\n")
+    L.extend(teacher_rows(ev, f"{w}/labels"))
+    L.append("")
+    if ev_llm:
+        L.append(f"On the {ev_llm['queries']['all']}-query random sample the local LLM labelled "
+                 f"({ev_llm['queries']['en']} English, {ev_llm['queries']['ko']} Korean), side by side:\n")
+        L.extend(teacher_rows(ev_llm, f"{w}/labels"))
+        L.append("")
+    best = max(((n, e["ground_truth/all"]["NDCG@10"]) for n, e in meth.items() if e["kind"] == "teacher"),
+               key=lambda x: x[1], default=(None, None))
+    L.append(f"Best teacher on held-out ground truth: `{best[0]}` (NDCG@10 {_f(best[1])}). The training labels came "
+             f"from `{ref}`. Selection was made on the teachers' own held-out quality, not by training one student per "
+             "teacher (each student costs about an hour of the 2 shared cores); the pipeline takes any teacher with "
+             "`--teacher`, including a strong LLM behind an OpenAI-compatible endpoint (`--teacher openai` with "
+             "RRADISTILL_TEACHER_BASE_URL / _MODEL / _API_KEY), which is how it is meant to be run.\n")
+    L.append("## Limitations\n")
+    L.append("- Queries are derived from document structure (FAQ questions, headings, man page summaries), not from "
+             "search logs; they are shorter and more literal than real long-tail queries.")
+    L.append("- One relevant document per query; other relevant candidates count as non-relevant.")
+    L.append("- Small training run (hundreds of queries, one epoch) sized for 2 CPU cores.")
+    L.append("- The Korean FAQ text comes from a wrapped plain-text build: some words are split by the line wrap.")
+    with open(f"{m}/README.md", "w") as f:
+        f.write("\n".join(L) + "\n")
+    print(f"card: wrote {m}/README.md")
+
+
+if __name__ == "__main__":
+    main()

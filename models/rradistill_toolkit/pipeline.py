@@ -1,0 +1,105 @@
+"""The whole chain, as run for the reference model ``models/rra-bert-mini``.
+
+Runs each stage's own command in order; a stage whose output already exists is skipped
+(and the label and train stages resume inside), so an interrupted run is continued by
+running the same command again. Heavy stages run under ``nice``.
+
+Reference configuration (the one the committed model card reports):
+  data       all sources; at most 900 man-page and 400 library-reference queries; 10% of
+             queries held out per source (30% of the Korean FAQ)
+  firststage BM25, 50 candidates;  prerank all-MiniLM-L6-v2 bi-encoder, top 10 + bottom 10
+  labels     held-out queries: every candidate teacher (all-mpnet-base-v2, multilingual-e5
+             -small, committees of them with BM25, and SmolLM2-135M-Instruct served on
+             loopback on a 60-query sample), to compare them against ground truth;
+             training queries: ``--teacher`` (default ``scorer:mpnet``) on a 300-query sample
+  train      RRA-BERT with TCL, and the ablation without, 1 epoch, window 128
+  export     int8 ONNX model folder (the TCL student) + the ablation to the work folder
+  evaluate   ground truth and teacher fidelity, per language, ms/pair; card and plot
+
+Usage: python -m rradistill_toolkit.pipeline [--work models/work] [--out models/rra-bert-mini]
+       [--teacher scorer:mpnet] [--train-queries 300] [--skip-llm]
+Set RRADISTILL_TEACHER_BASE_URL/_MODEL/_API_KEY and pass ``--teacher openai`` to label the
+training queries with a strong LLM behind an endpoint instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from .common import MODELS_DIR, WORK_DIR
+
+TEST_TEACHERS = ["scorer:mpnet", "scorer:e5", "scorer:committee:mpnet+e5", "scorer:committee:mpnet+bm25",
+                 "scorer:committee:mpnet+e5+bm25"]
+
+
+def slug(teacher: str) -> str:
+    return teacher.split(":", 1)[1].replace(":", "_").replace("+", "-") if teacher.startswith("scorer:") else \
+        {"local-llm": "smollm2", "openai": "openai"}.get(teacher, teacher)
+
+
+def run(args: list[str], skip_if: str | None = None) -> None:
+    if skip_if and os.path.exists(skip_if):
+        print(f"pipeline: {skip_if} exists, skipping {args[0]}", file=sys.stderr)
+        return
+    cmd = ["nice", "-n", "10", sys.executable, "-m", f"rradistill_toolkit.{args[0]}", *args[1:]]
+    print("pipeline: " + " ".join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True, cwd=MODELS_DIR, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Run the whole distillation pipeline.")
+    ap.add_argument("--work", default=str(WORK_DIR))
+    ap.add_argument("--out", default=str(MODELS_DIR / "rra-bert-mini"))
+    ap.add_argument("--teacher", default="scorer:mpnet", help="the teacher that labels the training queries")
+    ap.add_argument("--train-queries", type=int, default=300)
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--llm-sample", type=int, default=60)
+    ap.add_argument("--skip-llm", action="store_true", help="don't measure the local LLM teacher")
+    ap.add_argument("--version", default="0.1.0")
+    a = ap.parse_args(argv)
+    w = a.work
+    data, cands, pre, lab = f"{w}/data", f"{w}/candidates.jsonl", f"{w}/prerank.jsonl", f"{w}/labels"
+    run(["assets", "--text", "--minilm", "--smollm2", "--mpnet"])
+    run(["data", "--out", data, "--max-queries", "man=900", "python-lib=400"], skip_if=f"{data}/queries.jsonl")
+    run(["firststage", "--data", data, "--out", cands], skip_if=cands)
+    run(["prerank", "--data", data, "--candidates", cands, "--out", pre], skip_if=pre)
+    common = ["--data", data, "--prerank", pre, "--cache-dir", f"{w}/cache"]
+    train_labels = f"{lab}/{slug(a.teacher)}.train.jsonl"
+    run(["labels", *common, "--teacher", a.teacher, "--split", "train", "--sample", str(a.train_queries),
+         "--out", train_labels])
+    test_labels = {}
+    for t in TEST_TEACHERS + ([] if a.teacher in TEST_TEACHERS else [a.teacher]):
+        test_labels[slug(t)] = f"{lab}/{slug(t)}.test.jsonl"
+        run(["labels", *common, "--teacher", t, "--split", "test", "--out", test_labels[slug(t)]])
+    if not a.skip_llm:
+        test_labels["smollm2"] = f"{lab}/smollm2.test.jsonl"
+        run(["labels", *common, "--teacher", "local-llm", "--split", "test", "--sample", str(a.llm_sample),
+             "--workers", "1", "--max-tokens", "80", "--out", test_labels["smollm2"]])
+    students = {}
+    for name, extra in (("rra-bert", []), ("rra-bert-no-tcl", ["--no-tcl"])):
+        out = f"{w}/students/{name}"
+        run(["train", "--data", data, "--labels", train_labels, "--out", out, "--max-length", str(a.max_length),
+             "--epochs", str(a.epochs), "--threads", "2", *extra], skip_if=f"{out}/train_config.json")
+        students[name] = out
+    run(["export", "--student", students["rra-bert"], "--out", a.out, "--data", data, "--prerank", pre,
+         "--version", a.version])
+    ablation = f"{w}/export/rra-bert-no-tcl"
+    run(["export", "--student", students["rra-bert-no-tcl"], "--out", ablation, "--data", data, "--prerank", pre,
+         "--name", "rra-bert-mini-no-tcl", "--version", a.version])
+    ref = slug(a.teacher)
+    label_args = [f"{k}={v}" for k, v in test_labels.items()]
+    run(["evaluate", "--data", data, "--prerank", pre, "--labels", *label_args, "--reference", ref,
+         "--student", f"RRA-BERT={a.out}", f"RRA-BERT-no-TCL={ablation}", "--out", f"{w}/eval"])
+    if "smollm2" in test_labels:
+        run(["evaluate", "--data", data, "--prerank", pre, "--labels", *label_args, "--reference", ref,
+             "--common-queries", "--student", f"RRA-BERT={a.out}", f"RRA-BERT-no-TCL={ablation}",
+             "--out", f"{w}/eval-llm-sample"])
+    run(["card", "--work", w, "--model", a.out, "--teacher", a.teacher, "--train-labels", train_labels])
+
+
+if __name__ == "__main__":
+    main()
