@@ -32,7 +32,11 @@ use serde_json::json;
 struct Args {
     #[arg(long, env = "MODEL_DIR")]
     model_dir: PathBuf,
-    #[arg(long, env = "ORT_DYLIB_PATH", default_value = ".runtime/onnxruntime/libonnxruntime.so.1.32.0")]
+    #[arg(
+        long,
+        env = "ORT_DYLIB_PATH",
+        default_value = ".runtime/onnxruntime/libonnxruntime.so.1.32.0"
+    )]
     ort_dylib_path: PathBuf,
     #[arg(long, default_value = "target/release/rradistill")]
     service_bin: PathBuf,
@@ -92,7 +96,10 @@ fn request_mix(count: usize, documents: usize) -> Vec<(String, Vec<String>)> {
             let docs = (0..documents)
                 .map(|d| {
                     let sentences = 3 + (r * 7 + d * 3) % 4;
-                    (0..sentences).map(|s| SENTENCES[(r + d * 3 + s * 7) % SENTENCES.len()]).collect::<Vec<_>>().join(" ")
+                    (0..sentences)
+                        .map(|s| SENTENCES[(r + d * 3 + s * 7) % SENTENCES.len()])
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 })
                 .collect();
             (QUERIES[r % QUERIES.len()].to_string(), docs)
@@ -105,14 +112,26 @@ struct Batch {
     pairs: usize,
 }
 
-fn bare_batches(ranker: &EncoderRanker, manifest: &Manifest, mix: &[(String, Vec<String>)], max_batch: usize) -> (Vec<Batch>, f64) {
+fn bare_batches(
+    ranker: &EncoderRanker,
+    manifest: &Manifest,
+    mix: &[(String, Vec<String>)],
+    max_batch: usize,
+) -> (Vec<Batch>, f64) {
     let mut batches = Vec::new();
     let mut tokens = 0usize;
     let mut pairs_total = 0usize;
     for (query, docs) in mix {
         let q = ranker.prepare_query(query, usize::MAX).unwrap();
-        let mut pairs: Vec<PreparedPair> =
-            docs.iter().enumerate().map(|(i, d)| ranker.prepare_pair(&q, d, i, &Truncation::default()).unwrap()).collect();
+        let mut pairs: Vec<PreparedPair> = docs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                ranker
+                    .prepare_pair(&q, d, i, &Truncation::default())
+                    .unwrap()
+            })
+            .collect();
         tokens += pairs.iter().map(|p| p.len()).sum::<usize>();
         pairs_total += pairs.len();
         pairs.sort_by_key(|p| p.len());
@@ -129,13 +148,22 @@ fn bare_batches(ranker: &EncoderRanker, manifest: &Manifest, mix: &[(String, Vec
             }
             let shape = vec![rows as i64, width as i64];
             let mut inputs = vec![
-                (manifest.inputs.input_ids.clone(), Tensor::from_array((shape.clone(), ids)).unwrap()),
-                (manifest.inputs.attention_mask.clone(), Tensor::from_array((shape.clone(), mask)).unwrap()),
+                (
+                    manifest.inputs.input_ids.clone(),
+                    Tensor::from_array((shape.clone(), ids)).unwrap(),
+                ),
+                (
+                    manifest.inputs.attention_mask.clone(),
+                    Tensor::from_array((shape.clone(), mask)).unwrap(),
+                ),
             ];
             if let Some(name) = &manifest.inputs.token_type_ids {
                 inputs.push((name.clone(), Tensor::from_array((shape, types)).unwrap()));
             }
-            batches.push(Batch { inputs, pairs: rows });
+            batches.push(Batch {
+                inputs,
+                pairs: rows,
+            });
         }
     }
     (batches, tokens as f64 / pairs_total as f64)
@@ -154,8 +182,11 @@ fn bare_throughput(sessions: &mut [Session], batches: &[Batch], seconds: u64) ->
                 let mut i = k;
                 while !stop.load(Ordering::Relaxed) {
                     let batch = &batches[i % batches.len()];
-                    let inputs: Vec<(String, ort::session::SessionInputValue)> =
-                        batch.inputs.iter().map(|(n, t)| (n.clone(), t.view().into())).collect();
+                    let inputs: Vec<(String, ort::session::SessionInputValue)> = batch
+                        .inputs
+                        .iter()
+                        .map(|(n, t)| (n.clone(), t.view().into()))
+                        .collect();
                     let outputs = session.run(inputs).unwrap();
                     drop(outputs);
                     pairs.fetch_add(batch.pairs as u64, Ordering::Relaxed);
@@ -176,7 +207,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn saturation(url: &str, bodies: &[String], concurrency: usize, seconds: u64, documents: usize) -> (f64, f64, usize) {
+async fn saturation(
+    url: &str,
+    bodies: &[String],
+    concurrency: usize,
+    seconds: u64,
+    documents: usize,
+) -> (f64, f64, usize) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -214,7 +251,11 @@ async fn saturation(url: &str, bodies: &[String], concurrency: usize, seconds: u
         failed += f;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    (ok as f64 * documents as f64 / elapsed, ok as f64 / elapsed, failed)
+    (
+        ok as f64 * documents as f64 / elapsed,
+        ok as f64 / elapsed,
+        failed,
+    )
 }
 
 async fn latency_at(url: &str, bodies: &[String], rate: f64, seconds: u64) -> (Vec<f64>, usize) {
@@ -231,7 +272,13 @@ async fn latency_at(url: &str, bodies: &[String], rate: f64, seconds: u64) -> (V
         let body = bodies[i % bodies.len()].clone();
         tasks.push(tokio::spawn(async move {
             let started = Instant::now();
-            let ok = match client.post(&url).header("content-type", "application/json").body(body).send().await {
+            let ok = match client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+            {
                 Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
                 Err(_) => false,
             };
@@ -254,11 +301,23 @@ async fn latency_at(url: &str, bodies: &[String], rate: f64, seconds: u64) -> (V
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let intra = if args.intra_threads == 0 { (cores / args.sessions).max(1) } else { args.intra_threads };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let intra = if args.intra_threads == 0 {
+        (cores / args.sessions).max(1)
+    } else {
+        args.intra_threads
+    };
     rradistill::runtime::init(&args.ort_dylib_path)?;
     let manifest = Manifest::load(&args.model_dir)?;
-    let ranker = EncoderRanker::load(&args.model_dir, &SessionOptions { sessions: 1, intra_threads: 1 })?;
+    let ranker = EncoderRanker::load(
+        &args.model_dir,
+        &SessionOptions {
+            sessions: 1,
+            intra_threads: 1,
+        },
+    )?;
     let mix = request_mix(args.requests, args.documents);
     let (batches, mean_tokens) = bare_batches(&ranker, &manifest, &mix, args.max_batch_size);
     drop(ranker);
@@ -283,15 +342,44 @@ fn main() -> anyhow::Result<()> {
     println!("bare ONNX Runtime (before): {bare_before:.1} pairs/s");
 
     let mut child = std::process::Command::new(&args.service_bin)
-        .args(["--model-dir", args.model_dir.to_str().unwrap(), "--ort-dylib-path", args.ort_dylib_path.to_str().unwrap()])
-        .args(["--host", "127.0.0.1", "--port", &args.port.to_string(), "--cache-capacity", "0"])
-        .args(["--sessions", &args.sessions.to_string(), "--intra-threads", &intra.to_string()])
-        .args(["--max-batch-size", &args.max_batch_size.to_string(), "--max-queue-tokens", "10000000"])
+        .args([
+            "--model-dir",
+            args.model_dir.to_str().unwrap(),
+            "--ort-dylib-path",
+            args.ort_dylib_path.to_str().unwrap(),
+        ])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &args.port.to_string(),
+            "--cache-capacity",
+            "0",
+        ])
+        .args(["--grpc-port", &(args.port + 1).to_string()])
+        .args([
+            "--sessions",
+            &args.sessions.to_string(),
+            "--intra-threads",
+            &intra.to_string(),
+        ])
+        .args([
+            "--max-batch-size",
+            &args.max_batch_size.to_string(),
+            "--max-queue-tokens",
+            "10000000",
+        ])
         .env("RUST_LOG", "warn")
         .spawn()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let url = format!("http://127.0.0.1:{}/v1/rerank", args.port);
-    let bodies: Vec<String> = mix.iter().map(|(q, d)| json!({"query": q, "documents": d}).to_string()).collect();
+    let bodies: Vec<String> = mix
+        .iter()
+        .map(|(q, d)| json!({"query": q, "documents": d}).to_string())
+        .collect();
     let result = runtime.block_on(async {
         let client = reqwest::Client::new();
         let ready = format!("http://127.0.0.1:{}/ready", args.port);

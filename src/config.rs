@@ -41,6 +41,10 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
 
+    /// gRPC port (same process, same batcher, cache and limits as HTTP).
+    #[arg(long, env = "GRPC_PORT", default_value_t = 50051)]
+    pub grpc_port: u16,
+
     /// ONNX Runtime sessions, each driven by its own inference thread.
     #[arg(long, env = "SESSIONS", default_value_t = 1)]
     pub sessions: usize,

@@ -4,6 +4,7 @@
 //! A request travels down the modules in this order, and each concern lives in one of them:
 //! - [`api`]: the wire: REST dialects (Cohere/Jina-style, TEI-style), operational endpoints,
 //!   error bodies and timing headers. Thin: it translates, then calls [`rerank`].
+//! - [`grpc`]: the same operation over gRPC (`proto/rerank.proto`), with health and reflection.
 //! - [`rerank`]: the dialect-free re-rank operation: limits, cache, tokenization, admission,
 //!   the wait for scores, sorting, and the per-request metrics returned to the caller.
 //! - [`batch`]: admission control (per request and per token) and the cross-request batcher
@@ -17,6 +18,7 @@ pub mod api;
 pub mod batch;
 pub mod cache;
 pub mod config;
+pub mod grpc;
 pub mod metrics;
 pub mod model;
 pub mod rerank;

@@ -1,7 +1,7 @@
 //! Start-up and shutdown.
 //!
 //! Start-up loads ONNX Runtime, then the model (validated and warmed up), and only then
-//! binds the port, so a process that listens is a process that can serve; any failure on
+//! binds the HTTP and gRPC ports, so a process that listens is a process that can serve; any failure on
 //! the way is an error naming what to fix and a non-zero exit. Shutdown on SIGTERM/SIGINT:
 //! `/ready` turns 503 and new re-rank requests are refused, connections stop being accepted,
 //! requests already accepted finish (bounded by the drain timeout), the batchers drain, and
@@ -65,42 +65,109 @@ pub fn build_service(config: &Config) -> Result<Arc<RerankService>> {
 
 /// A server running in this process (used by `main` and by the integration tests).
 pub struct RunningServer {
+    /// The HTTP address.
     pub addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
     pub service: Arc<RerankService>,
     stop: watch::Sender<bool>,
+    drain: std::time::Duration,
     task: JoinHandle<Result<()>>,
+    grpc_task: JoinHandle<Result<()>>,
 }
 
 impl RunningServer {
     /// Begins a graceful shutdown and waits for it to finish.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
-        self.task
+        // The HTTP side bounds its own drain; gRPC calls get the same time.
+        let http = self
+            .task
             .await
-            .map_err(|e| anyhow!("server task failed: {e}"))?
+            .map_err(|e| anyhow!("server task failed: {e}"))?;
+        let grpc = match tokio::time::timeout(self.drain, self.grpc_task).await {
+            Ok(joined) => joined.map_err(|e| anyhow!("gRPC server task failed: {e}"))?,
+            Err(_) => {
+                tracing::warn!("gRPC calls still open after the drain timeout; exiting anyway");
+                Ok(())
+            }
+        };
+        http.and(grpc)
     }
 }
 
-/// Binds `config.host:config.port` (port 0 picks a free one) and serves `service` until
-/// [`RunningServer::shutdown`].
+/// Binds the HTTP and gRPC ports on `config.host` (port 0 picks a free one) and serves
+/// `service` on both until [`RunningServer::shutdown`].
 pub async fn start(config: &Config, service: Arc<RerankService>) -> Result<RunningServer> {
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .await
-        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        .with_context(|| format!("cannot listen on {}:{} (HTTP)", config.host, config.port))?;
+    let grpc_listener = TcpListener::bind((config.host.as_str(), config.grpc_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{} (gRPC)",
+                config.host, config.grpc_port
+            )
+        })?;
     let addr = listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
     let drain = config.drain_timeout();
     let state = AppState {
         service: service.clone(),
         started: Instant::now(),
     };
+    let grpc_task = tokio::spawn(serve_grpc(grpc_listener, service.clone(), stopped.clone()));
     let task = tokio::spawn(serve(listener, state, stopped, drain));
     Ok(RunningServer {
         addr,
+        grpc_addr,
         service,
         stop,
+        drain,
         task,
+        grpc_task,
     })
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    service: Arc<RerankService>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    use crate::grpc::pb::rerank_server::RerankServer;
+    use crate::grpc::{pb, GrpcRerank};
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RerankServer<GrpcRerank>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("gRPC reflection")?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("gRPC reflection")?;
+    let shutdown = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+        health.set_not_serving::<RerankServer<GrpcRerank>>().await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+    };
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(RerankServer::new(GrpcRerank { service }))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+        .context("gRPC server failed")
 }
 
 async fn serve(
@@ -150,7 +217,7 @@ pub async fn run(config: Config) -> Result<()> {
             sessions = d.sessions, intra_threads = d.intra_threads, "model loaded and warm");
     }
     let server = start(&config, service).await?;
-    tracing::info!(addr = %server.addr, "ready");
+    tracing::info!(http = %server.addr, grpc = %server.grpc_addr, "ready");
     shutdown_signal().await;
     server.shutdown().await
 }

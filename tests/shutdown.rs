@@ -33,7 +33,12 @@ async fn sigterm_finishes_accepted_requests_and_exits_zero() {
             "--max-batch-size",
             "8",
         ])
-        .args(["--max-queue-tokens", "4000000"])
+        .args([
+            "--max-queue-tokens",
+            "4000000",
+            "--grpc-port",
+            &free_port().to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

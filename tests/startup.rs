@@ -124,6 +124,8 @@ fn the_binary_exits_non_zero_naming_a_missing_runtime_library() {
             "/nonexistent/libonnxruntime.so.1.32.0",
             "--port",
             "0",
+            "--grpc-port",
+            "0",
             "--host",
             "127.0.0.1",
         ])
@@ -149,6 +151,8 @@ fn the_binary_exits_non_zero_naming_a_missing_runtime_library() {
             bogus.to_str().unwrap(),
             "--port",
             "0",
+            "--grpc-port",
+            "0",
             "--host",
             "127.0.0.1",
         ])
@@ -172,6 +176,8 @@ fn the_binary_exits_non_zero_on_a_broken_model() {
             "--model-dir",
             dir.to_str().unwrap(),
             "--port",
+            "0",
+            "--grpc-port",
             "0",
             "--host",
             "127.0.0.1",

@@ -51,6 +51,8 @@ pub fn config(model: &std::path::Path, extra: &[&str]) -> Config {
         "127.0.0.1".into(),
         "--port".into(),
         "0".into(),
+        "--grpc-port".into(),
+        "0".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     Config::try_parse_from(args).expect("valid test flags")
@@ -89,6 +91,10 @@ impl TestServer {
 
     pub fn service(&self) -> Arc<RerankService> {
         self.server.as_ref().unwrap().service.clone()
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.server.as_ref().unwrap().grpc_addr)
     }
 
     pub fn url(&self, path: &str) -> String {
