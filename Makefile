@@ -22,7 +22,7 @@ DEFAULT_MODEL := $(shell sed -e 's/\#.*//' -e '/^\s*$$/d' models/DEFAULT | head 
 export ORT_DYLIB_PATH ?= $(abspath $(ORT_LIB))
 export RRADISTILL_FIXTURES ?= $(abspath $(FIXTURES))
 
-.PHONY: help run test test-rust test-python bench setup fixtures clean-runtime
+.PHONY: help run test bench load-test setup fixtures clean-runtime
 
 help:
 	@echo "make run    build and serve the default model ($(DEFAULT_MODEL)) on port $(PORT)"
@@ -33,12 +33,19 @@ run: setup $(DEFAULT_MODEL)/model.onnx
 	cargo build --release --locked --bin rradistill
 	exec ./target/release/rradistill --model-dir $(DEFAULT_MODEL) --port $(PORT)
 
-# Python first: the toolkit's end-to-end smoke run exports a student into target/fixtures/,
-# which the Rust tests then load and check against Python's scores.
+# Order matters: the toolkit's end-to-end smoke run exports a student into target/fixtures/,
+# which the Rust tests then load and check against Python's scores; deploy/tests drive the
+# release binary cargo built (k6 against the live service, the image's runtime layout).
 test: setup fixtures
-	if [ -d models/tests ]; then $(PY) -m pytest -q models/tests; fi
+	deploy/setup-test-tools.sh
+	$(PY) -m pytest -q models/tests
 	cargo test --locked --release -- --test-threads 2
+	$(PY) -m pytest -q -rxX deploy/tests
 	@echo "all tests passed"
+
+# A real load test against a running service (see deploy/README.md for profiles).
+load-test: setup
+	BASE_URL=$${BASE_URL:-http://127.0.0.1:$(PORT)} $(VENV)/bin/k6 run deploy/k6/rerank-rest.js
 
 # Service vs bare ONNX Runtime on the default model; BENCH_ARGS="--sessions 2 --intra-threads 1" etc.
 bench: setup $(DEFAULT_MODEL)/model.onnx
@@ -67,7 +74,7 @@ $(VENV)/bin/python:
 
 # One environment for the fixtures and the distillation toolkit (models/requirements.txt,
 # PyTorch included); both files are resolved together so their pins cannot disagree.
-PY_REQUIREMENTS := tests/requirements.txt $(wildcard models/requirements.txt)
+PY_REQUIREMENTS := tests/requirements.txt models/requirements.txt deploy/requirements.txt
 $(VENV)/.installed: $(VENV)/bin/python $(PY_REQUIREMENTS)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(addprefix -r ,$(PY_REQUIREMENTS))
