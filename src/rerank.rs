@@ -25,12 +25,15 @@ use crate::model::registry::{Registry, ServedModel, UnknownModel};
 use crate::model::{RankError, Truncation};
 
 /// Request limits that do not depend on the model.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Limits {
+    /// Most documents in one request (413 past it).
     pub max_documents: usize,
-    /// 0 means half the model's window.
+    /// Most tokens in a query (422 past it); 0 means half the model's window.
     pub max_query_tokens: usize,
+    /// Most bytes in a request body (413 past it).
     pub max_body_bytes: usize,
+    /// Deadline of one re-rank request (504 past it).
     pub request_timeout_ms: u64,
 }
 

@@ -10,7 +10,6 @@
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use tokio::net::TcpListener;
@@ -113,10 +112,7 @@ pub async fn start(config: &Config, service: Arc<RerankService>) -> Result<Runni
     let grpc_addr = grpc_listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
     let drain = config.drain_timeout();
-    let state = AppState {
-        service: service.clone(),
-        started: Instant::now(),
-    };
+    let state = AppState::new(service.clone());
     let grpc_task = tokio::spawn(serve_grpc(grpc_listener, service.clone(), stopped.clone()));
     let task = tokio::spawn(serve(listener, state, stopped, drain));
     Ok(RunningServer {

@@ -15,6 +15,32 @@ use serde_json::json;
 
 use crate::rerank::RerankError;
 
+/// The error body of the Cohere-style endpoints and the service's own.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The error kind: validation, invalid_json, unsupported_media_type, too_large,
+    /// model_not_found, not_found, method_not_allowed, overloaded, timeout, unavailable,
+    /// inference, internal.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What went wrong and what to do about it.
+    pub message: String,
+}
+
+/// TEI's error body, on `/rerank`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct TeiErrorBody {
+    /// What went wrong and what to do about it.
+    pub error: String,
+    /// Validation, Overloaded, Backend, Unhealthy, model_not_found, not_found.
+    pub error_type: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Cohere,
@@ -112,8 +138,18 @@ impl From<JsonRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match self.dialect {
-            Dialect::Cohere => json!({"error": {"type": self.kind, "message": self.message}}),
-            Dialect::Tei => json!({"error": self.message, "error_type": self.tei_type()}),
+            Dialect::Cohere => {
+                json!(ErrorBody {
+                    error: ErrorDetail {
+                        kind: self.kind.into(),
+                        message: self.message.clone()
+                    }
+                })
+            }
+            Dialect::Tei => json!(TeiErrorBody {
+                error: self.message.clone(),
+                error_type: self.tei_type().into()
+            }),
         };
         if self.status.is_server_error() {
             tracing::warn!(status = %self.status, kind = self.kind, message = %self.message, "request failed");

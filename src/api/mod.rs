@@ -2,7 +2,11 @@
 //!
 //! - [`cohere`]: `POST /v1/rerank` and `/v2/rerank`, the Cohere/Jina/Infinity shape.
 //! - [`tei`]: `POST /rerank`, Hugging Face TEI's shape, so TEI clients work unchanged.
-//! - [`ops`]: `/health`, `/ready`, `/info`, `/metrics`.
+//! - [`ops`]: `/health`, `/ready`, `/info`, `/metrics`, `/openapi.json`.
+//!
+//! Routes and the OpenAPI document come from the same `#[utoipa::path]` annotations
+//! ([`routes`]), so the two cannot drift apart; `tests/openapi.rs` checks real responses
+//! against the document.
 //! - [`error`]: the error bodies (one per dialect) and the status of each error kind.
 //!
 //! Cross-cutting layers: request ids (`x-request-id`, generated or propagated), a tracing
@@ -14,43 +18,102 @@ pub mod error;
 pub mod ops;
 pub mod tei;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request};
 use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::rerank::{RerankMeta, RerankService};
+use crate::rerank::{Limits, RerankMeta, RerankService};
 
-pub use error::{ApiError, Dialect};
+pub use error::{ApiError, Dialect, ErrorBody, TeiErrorBody};
 
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<RerankService>,
     pub started: Instant,
+    /// The OpenAPI document, built with the router from the same handler annotations.
+    pub openapi: Arc<OnceLock<serde_json::Value>>,
 }
+
+impl AppState {
+    pub fn new(service: Arc<RerankService>) -> AppState {
+        AppState {
+            service,
+            started: Instant::now(),
+            openapi: Arc::new(OnceLock::new()),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "rradistill", description = "Re-ranking service for students distilled from an LLM's ranking (RRADistill). \
+Cohere/Jina-style (`/v1/rerank`, `/v2/rerank`) and TEI-style (`/rerank`) re-ranking, plus operational endpoints."),
+    tags((name = "rerank", description = "Score documents against a query"),
+         (name = "operations", description = "Health, readiness, information, metrics")),
+    components(schemas(ErrorBody, TeiErrorBody))
+)]
+struct ApiDoc;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The routes and the OpenAPI document, both from the handlers' `#[utoipa::path]`
+/// annotations, so a route cannot exist without its documentation.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(cohere::rerank_v1))
+        .routes(routes!(cohere::rerank_v2))
+        .routes(routes!(tei::rerank))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::info))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        .split_for_parts()
+}
+
+/// The OpenAPI document with this instance's limits written into the schemas.
+pub fn openapi_document(spec: utoipa::openapi::OpenApi, limits: &Limits) -> serde_json::Value {
+    let mut doc = serde_json::to_value(spec).unwrap_or_default();
+    let schemas = &mut doc["components"]["schemas"];
+    for (schema, field) in [("CohereRequest", "documents"), ("TeiRequest", "texts")] {
+        if let Some(property) = schemas[schema]["properties"][field].as_object_mut() {
+            property.insert("maxItems".into(), limits.max_documents.into());
+        }
+    }
+    let description = doc["info"]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    doc["info"]["description"] = format!(
+        "{description}\n\nLimits of this instance: at most {} documents per request, {} bytes per body, \
+         queries of at most {} tokens (0 = half the model's window), a deadline of {} ms.",
+        limits.max_documents, limits.max_body_bytes, limits.max_query_tokens, limits.request_timeout_ms
+    )
+    .into();
+    doc["info"]["version"] = env!("CARGO_PKG_VERSION").into();
+    doc
+}
+
 pub fn router(state: AppState) -> Router {
     let body_limit = state.service.limits.max_body_bytes;
-    Router::new()
-        .route("/v1/rerank", post(cohere::rerank))
-        .route("/v2/rerank", post(cohere::rerank))
-        .route("/rerank", post(tei::rerank))
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/info", get(ops::info))
-        .route("/metrics", get(ops::metrics))
+    let (routes, spec) = routes();
+    let _ = state
+        .openapi
+        .set(openapi_document(spec, &state.service.limits));
+    routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)

@@ -1,70 +1,143 @@
-//! Operational endpoints: liveness, readiness, what is served, and metrics.
+//! Operational endpoints: liveness, readiness, what is served, metrics, and the API's own
+//! OpenAPI description.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
+use crate::model::ModelDescriptor;
+use crate::rerank::Limits;
 use crate::runtime::ORT_VERSION;
 
-/// Alive: the process answers. Never depends on the model.
-pub async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusBody {
+    /// `ok` (health), `ready` or `draining` (readiness).
+    pub status: String,
 }
 
-/// Ready: every model is loaded and warm, and shutdown has not begun.
+/// Liveness: the process answers. Never depends on the model.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive", body = StatusBody)))]
+pub async fn health() -> Json<StatusBody> {
+    Json(StatusBody {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: every model is loaded and warm, and shutdown has not begun.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = StatusBody),
+        (status = 503, description = "Draining: shutdown has begun", body = StatusBody)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     if state.service.is_accepting() {
-        Json(json!({"status": "ready"})).into_response()
+        Json(StatusBody {
+            status: "ready".into(),
+        })
+        .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "draining"})),
+            Json(StatusBody {
+                status: "draining".into(),
+            }),
         )
             .into_response()
     }
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchingInfo {
+    /// Most tokens in one batch, padding included.
+    pub max_batch_tokens: usize,
+    /// Most pairs in one batch.
+    pub max_batch_size: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueInfo {
+    pub pairs_waiting: usize,
+    pub tokens_in_flight: usize,
+    /// Past it, requests get 429; a request larger than it gets 413.
+    pub max_queue_tokens: usize,
+    /// Requests in flight past which requests get 429.
+    pub max_concurrent_requests: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServedModelInfo {
+    pub model: ModelDescriptor,
+    pub batching: BatchingInfo,
+    pub queue: QueueInfo,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CacheInfo {
+    pub enabled: bool,
+    pub entries: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InfoBody {
+    pub service: String,
+    pub version: String,
+    pub onnxruntime_version: String,
+    /// The model used when a request names none.
+    pub default_model: Option<String>,
+    pub models: Vec<ServedModelInfo>,
+    pub limits: Limits,
+    pub cache: CacheInfo,
+    pub uptime_secs: u64,
+}
+
 /// The models served, their execution providers, and every limit in force.
-pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/info", tag = "operations",
+    responses((status = 200, description = "What is served, and the limits", body = InfoBody)))]
+pub async fn info(State(state): State<AppState>) -> Json<InfoBody> {
     let service = &state.service;
-    let models: Vec<_> = service
+    let models = service
         .registry
         .models()
         .iter()
         .map(|m| {
-            json!({
-                "model": m.ranker.descriptor(),
-                "batching": {
-                    "max_batch_tokens": m.batcher.config().max_batch_tokens,
-                    "max_batch_size": m.batcher.config().max_batch_size,
+            let batch = m.batcher.config();
+            ServedModelInfo {
+                model: m.ranker.descriptor().clone(),
+                batching: BatchingInfo {
+                    max_batch_tokens: batch.max_batch_tokens,
+                    max_batch_size: batch.max_batch_size,
                 },
-                "queue": {
-                    "pairs_waiting": m.batcher.queue_len(),
-                    "tokens_in_flight": m.admission.queued_tokens(),
-                    "max_queue_tokens": m.admission.max_tokens(),
+                queue: QueueInfo {
+                    pairs_waiting: m.batcher.queue_len(),
+                    tokens_in_flight: m.admission.queued_tokens(),
+                    max_queue_tokens: m.admission.max_tokens(),
+                    max_concurrent_requests: m.admission.max_requests(),
                 },
-            })
+            }
         })
         .collect();
-    let default = service.registry.names().into_iter().next();
-    Json(json!({
-        "service": "rradistill",
-        "version": env!("CARGO_PKG_VERSION"),
-        "onnxruntime_version": ORT_VERSION,
-        "default_model": default,
-        "models": models,
-        "limits": service.limits,
-        "cache": {
-            "enabled": service.cache.enabled(),
-            "entries": service.cache.entry_count(),
+    Json(InfoBody {
+        service: "rradistill".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        onnxruntime_version: ORT_VERSION.into(),
+        default_model: service.registry.names().into_iter().next(),
+        models,
+        limits: service.limits,
+        cache: CacheInfo {
+            enabled: service.cache.enabled(),
+            entries: service.cache.entry_count(),
         },
-        "uptime_secs": state.started.elapsed().as_secs(),
-    }))
+        uptime_secs: state.started.elapsed().as_secs(),
+    })
 }
 
+/// Prometheus metrics in the text exposition format (see the README's metrics table).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
@@ -74,4 +147,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.service.metrics.render(),
     )
         .into_response()
+}
+
+/// This API's OpenAPI 3.1 description, with the limits of this instance filled in.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI document", body = Object)))]
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    match state.openapi.get() {
+        Some(spec) => Json(spec.clone()).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the OpenAPI document is not built yet",
+        )
+            .into_response(),
+    }
 }

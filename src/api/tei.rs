@@ -13,12 +13,15 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::error::TeiErrorBody;
 use super::{add_timing_headers, parse, refuse, ApiError, AppState, Dialect};
 use crate::model::{Truncation, TruncationSide};
 use crate::rerank::RerankJob;
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+/// Which end of an over-long text is cut: `Right` keeps the beginning, `Left` the end.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 pub enum TruncationDirection {
     #[default]
     #[serde(alias = "right")]
@@ -27,25 +30,37 @@ pub enum TruncationDirection {
     Left,
 }
 
-#[derive(Debug, Deserialize)]
+/// TEI's re-rank request (plus `model` and `top_n`). Unknown fields are ignored.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct TeiRequest {
+    /// Never truncated; at most `max_query_tokens` tokens.
+    #[schema(min_length = 1)]
     pub query: String,
+    /// At most `max_documents`.
+    #[schema(min_items = 1)]
     pub texts: Vec<String>,
+    /// Cut texts that do not fit the window; when false (the default, as in TEI) such a text is a 422.
     #[serde(default)]
     pub truncate: Option<bool>,
     #[serde(default)]
     pub truncation_direction: TruncationDirection,
+    /// The model's logit instead of the sigmoid score in 0..1.
     #[serde(default)]
     pub raw_scores: bool,
+    /// Echo each text in its result.
     #[serde(default)]
     pub return_text: bool,
+    /// Model to use; the default model when absent.
     #[serde(default)]
     pub model: Option<String>,
+    /// Return only the best `top_n` results.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub top_n: Option<i64>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// One text's result.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TeiRank {
     pub index: usize,
     pub score: f32,
@@ -53,6 +68,20 @@ pub struct TeiRank {
     pub text: Option<String>,
 }
 
+/// Re-rank texts against a query (Hugging Face TEI's shape; errors in TEI's body).
+#[utoipa::path(post, path = "/rerank", tag = "rerank", request_body = TeiRequest,
+    responses(
+        (status = 200, description = "Texts sorted by score (timing headers as `/v1/rerank`)", body = Vec<TeiRank>),
+        (status = 400, description = "The body is not JSON", body = TeiErrorBody),
+        (status = 404, description = "Unknown model", body = TeiErrorBody),
+        (status = 413, description = "Body, texts or tokens over their limits", body = TeiErrorBody),
+        (status = 415, description = "Not sent as application/json", body = TeiErrorBody),
+        (status = 422, description = "A field is missing, mistyped or out of range, or a text is over the window without `truncate`", body = TeiErrorBody),
+        (status = 429, description = "Queue full; retry after `Retry-After` seconds", body = TeiErrorBody),
+        (status = 500, description = "Inference failed for this request's batch", body = TeiErrorBody),
+        (status = 503, description = "Shutting down", body = TeiErrorBody),
+        (status = 504, description = "Past the request deadline", body = TeiErrorBody),
+    ))]
 pub async fn rerank(
     State(state): State<AppState>,
     body: Result<Json<TeiRequest>, JsonRejection>,

@@ -92,6 +92,10 @@ impl Admission {
         self.max_tokens - self.tokens.available_permits()
     }
 
+    pub fn max_requests(&self) -> usize {
+        self.max_requests
+    }
+
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
     }

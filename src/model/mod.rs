@@ -100,7 +100,7 @@ pub enum RankError {
 }
 
 /// What the service tells clients and operators about a loaded model.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ModelDescriptor {
     pub name: String,
     pub version: String,
