@@ -74,6 +74,16 @@ impl ScoreCache {
         }
     }
 
+    /// Empties the cache; returns how many entries it held.
+    pub fn clear(&self) -> u64 {
+        let Some(cache) = &self.inner else { return 0 };
+        cache.run_pending_tasks();
+        let entries = cache.entry_count();
+        cache.invalidate_all();
+        cache.run_pending_tasks();
+        entries
+    }
+
     pub fn entry_count(&self) -> u64 {
         self.inner.as_ref().map_or(0, |c| c.entry_count())
     }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::auth::{ApiKeys, Secret};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Human,
@@ -98,6 +100,20 @@ pub struct Config {
     #[arg(long, env = "CACHE_TTL_SECS", default_value_t = 3600)]
     pub cache_ttl_secs: u64,
 
+    /// API keys clients send as `Authorization: Bearer KEY` (comma-separated; none = open).
+    /// `/health`, `/ready` and `/metrics` never need one.
+    #[arg(long, env = "API_KEY", value_delimiter = ',', hide_env_values = true)]
+    pub api_key: Vec<Secret>,
+
+    /// Keys for admin endpoints (comma-separated); admin endpoints are off without one.
+    #[arg(
+        long,
+        env = "ADMIN_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub admin_api_key: Vec<Secret>,
+
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -121,6 +137,10 @@ impl Config {
             .map(|n| n.get())
             .unwrap_or(1);
         (cores / self.sessions.max(1)).max(1)
+    }
+
+    pub fn api_keys(&self) -> ApiKeys {
+        ApiKeys::new(self.api_key.clone(), self.admin_api_key.clone())
     }
 
     /// Flags that contradict each other, said in words an operator can act on.

@@ -12,9 +12,11 @@
 //! - [`model`]: the `Ranker` trait, model folders and their manifest, the encoder student
 //!   on ONNX Runtime sessions, and the registry of served models.
 //! - [`cache`], [`metrics`]: the score cache and the Prometheus metrics.
+//! - [`auth`]: API keys (client and admin), checked in constant time.
 //! - [`runtime`], [`config`], [`server`]: loading ONNX Runtime, the CLI, start-up and drain.
 
 pub mod api;
+pub mod auth;
 pub mod batch;
 pub mod cache;
 pub mod config;

@@ -112,8 +112,14 @@ pub async fn start(config: &Config, service: Arc<RerankService>) -> Result<Runni
     let grpc_addr = grpc_listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
     let drain = config.drain_timeout();
-    let state = AppState::new(service.clone());
-    let grpc_task = tokio::spawn(serve_grpc(grpc_listener, service.clone(), stopped.clone()));
+    let keys = config.api_keys();
+    let state = AppState::new(service.clone(), keys.clone());
+    let grpc_task = tokio::spawn(serve_grpc(
+        grpc_listener,
+        service.clone(),
+        keys,
+        stopped.clone(),
+    ));
     let task = tokio::spawn(serve(listener, state, stopped, drain));
     Ok(RunningServer {
         addr,
@@ -129,6 +135,7 @@ pub async fn start(config: &Config, service: Arc<RerankService>) -> Result<Runni
 async fn serve_grpc(
     listener: TcpListener,
     service: Arc<RerankService>,
+    keys: crate::auth::ApiKeys,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     use crate::grpc::pb::rerank_server::RerankServer;
@@ -153,11 +160,17 @@ async fn serve_grpc(
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
+    // Health checking stays open, like /health; the rest needs a key when keys are set.
+    let check = crate::grpc::require_key(Arc::new(keys));
+    use tonic::service::interceptor::InterceptedService;
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(RerankServer::new(GrpcRerank { service }))
+        .add_service(InterceptedService::new(reflection, check.clone()))
+        .add_service(InterceptedService::new(reflection_alpha, check.clone()))
+        .add_service(RerankServer::with_interceptor(
+            GrpcRerank { service },
+            check,
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,

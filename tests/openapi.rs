@@ -205,6 +205,13 @@ async fn every_endpoint_answers_as_documented() {
     for path in ["/health", "/ready", "/info", "/metrics", "/openapi.json"] {
         assert_eq!(checker.call(&server, "get", path, None, ct).await, 200);
     }
+    // Admin endpoints are off without ADMIN_API_KEY (their on-state is in tests/auth.rs).
+    assert_eq!(
+        checker
+            .call(&server, "post", "/admin/cache/clear", None, ct)
+            .await,
+        404
+    );
     for path in ["/v1/rerank", "/v2/rerank"] {
         let ok = json!({"query": "locale", "documents": [docs[0], {"text": docs[1]}], "return_documents": true, "top_n": 1});
         assert_eq!(checker.call(&server, "post", path, j(ok), ct).await, 200);

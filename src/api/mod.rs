@@ -13,6 +13,8 @@
 //! span per request carrying that id, a body-size limit, and a panic guard that turns a bug
 //! into a 500 instead of a dropped connection.
 
+pub mod admin;
+pub mod auth;
 pub mod cohere;
 pub mod error;
 pub mod ops;
@@ -22,6 +24,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::header;
 use axum::http::{HeaderName, HeaderValue, Request};
 use axum::response::Response;
 use axum::Router;
@@ -29,11 +32,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::ApiKeys;
 use crate::rerank::{Limits, RerankMeta, RerankService};
 
 pub use error::{ApiError, Dialect, ErrorBody, TeiErrorBody};
@@ -45,14 +50,16 @@ pub struct AppState {
     pub started: Instant,
     /// The OpenAPI document, built with the router from the same handler annotations.
     pub openapi: Arc<OnceLock<serde_json::Value>>,
+    pub keys: Arc<ApiKeys>,
 }
 
 impl AppState {
-    pub fn new(service: Arc<RerankService>) -> AppState {
+    pub fn new(service: Arc<RerankService>, keys: ApiKeys) -> AppState {
         AppState {
             service,
             started: Instant::now(),
             openapi: Arc::new(OnceLock::new()),
+            keys: Arc::new(keys),
         }
     }
 }
@@ -62,7 +69,8 @@ impl AppState {
     info(title = "rradistill", description = "Re-ranking service for students distilled from an LLM's ranking (RRADistill). \
 Cohere/Jina-style (`/v1/rerank`, `/v2/rerank`) and TEI-style (`/rerank`) re-ranking, plus operational endpoints."),
     tags((name = "rerank", description = "Score documents against a query"),
-         (name = "operations", description = "Health, readiness, information, metrics")),
+         (name = "operations", description = "Health, readiness, information, metrics"),
+         (name = "admin", description = "State-changing operations; need ADMIN_API_KEY")),
     components(schemas(ErrorBody, TeiErrorBody))
 )]
 struct ApiDoc;
@@ -81,6 +89,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::info))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
+        .routes(routes!(admin::clear_cache))
         .split_for_parts()
 }
 
@@ -104,7 +113,42 @@ pub fn openapi_document(spec: utoipa::openapi::OpenApi, limits: &Limits) -> serd
     )
     .into();
     doc["info"]["version"] = env!("CARGO_PKG_VERSION").into();
+    add_security(&mut doc);
     doc
+}
+
+/// Bearer keys in the document: every operation but the open probes may answer 401 when
+/// `API_KEY` is set (admin ones always need `ADMIN_API_KEY`).
+fn add_security(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    doc["components"]["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer",
+        "description": "API_KEY for client endpoints, ADMIN_API_KEY for /admin/*; none needed when unset"}});
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, operations) in paths.iter_mut() {
+        if ["/health", "/ready", "/metrics"].contains(&path.as_str()) {
+            continue;
+        }
+        let body = if path == "/rerank" {
+            "TeiErrorBody"
+        } else {
+            "ErrorBody"
+        };
+        for operation in operations
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            operation["security"] = json!([{"bearer": []}]);
+            let responses = &mut operation["responses"];
+            if responses.get("401").is_none() {
+                responses["401"] = json!({"description": "No API key, or an unknown one (when API_KEY is set)",
+                    "headers": {"www-authenticate": {"schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+            }
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -113,13 +157,16 @@ pub fn router(state: AppState) -> Router {
     let _ = state
         .openapi
         .set(openapi_document(spec, &state.service.limits));
+    let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_key);
     routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(auth)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let id = request
                 .extensions()

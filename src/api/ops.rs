@@ -82,6 +82,14 @@ pub struct CacheInfo {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct AuthInfo {
+    /// How many client keys are configured (0: client endpoints are open).
+    pub api_keys: usize,
+    /// Whether admin endpoints are on.
+    pub admin_endpoints: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InfoBody {
     pub service: String,
     pub version: String,
@@ -91,6 +99,7 @@ pub struct InfoBody {
     pub models: Vec<ServedModelInfo>,
     pub limits: Limits,
     pub cache: CacheInfo,
+    pub auth: AuthInfo,
     pub uptime_secs: u64,
 }
 
@@ -130,6 +139,10 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoBody> {
         cache: CacheInfo {
             enabled: service.cache.enabled(),
             entries: service.cache.entry_count(),
+        },
+        auth: AuthInfo {
+            api_keys: state.keys.client_key_count(),
+            admin_endpoints: state.keys.admin_enabled(),
         },
         uptime_secs: state.started.elapsed().as_secs(),
     })

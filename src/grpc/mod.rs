@@ -14,6 +14,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use crate::auth::ApiKeys;
 use crate::model::{Truncation, TruncationSide};
 use crate::rerank::{RerankError, RerankJob, RerankOutcome, RerankService};
 
@@ -140,6 +141,26 @@ async fn rerank_one(
         &documents,
         request.return_documents,
     ))
+}
+
+/// The gRPC side of [`crate::auth`]: `authorization: Bearer KEY` metadata, 16 = UNAUTHENTICATED
+/// when missing or unknown.
+pub fn require_key(
+    keys: Arc<ApiKeys>,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |request: Request<()>| {
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        if keys.allows_client(keys.identify(presented)) {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated(
+                "a valid API key is required: send `authorization: Bearer <key>` metadata",
+            ))
+        }
+    }
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::RerankResponse, Status>> + Send>>;
