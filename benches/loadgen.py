@@ -208,6 +208,24 @@ async def _sample_rss(server: Server, phase: Phase, t0: float, stop: asyncio.Eve
             pass
 
 
+async def _progress(phase: Phase, every: float, stop: asyncio.Event) -> None:
+    """Prints each `every`-second window of an open-loop phase once the next has begun (a
+    request of it still in flight is not counted yet; the final table is complete)."""
+    done = 0
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), every)
+        except asyncio.TimeoutError:
+            pass
+        windows = per_window(phase, every)
+        while done < len(windows) - 1 and windows[done + 1]["sent"]:
+            w = windows[done]
+            print(f"  {phase.name} {w['from_s']:.0f}-{w['to_s']:.0f} s: {w['sent']} sent, {w['ok']} ok, "
+                  f"{w['refused_429']} 429, {w['errors_other']} other; p50 {w['ok_p50_ms']} ms, "
+                  f"p99 {w['ok_p99_ms']} ms; RSS {w['rss_mib']} MiB", flush=True)
+            done += 1
+
+
 def make_session(timeout_s: float = 60.0) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=2000, force_close=False),
@@ -240,7 +258,7 @@ async def closed_loop(server: Server, bodies: list[bytes], concurrency: int, sec
 
 async def open_loop(server: Server, bodies: list[bytes], rate: float, seconds: float, name: str,
                     seed: int, session: aiohttp.ClientSession | None = None,
-                    on_second=None) -> Phase:
+                    progress_every: float = 0.0) -> Phase:
     """Poisson arrivals at `rate` requests/s for `seconds`; latency counted from when each
     request was due, so a slow client loop cannot hide queueing (no coordinated omission)."""
     phase = Phase(name, seconds, rate)
@@ -253,6 +271,7 @@ async def open_loop(server: Server, bodies: list[bytes], rate: float, seconds: f
     try:
         t0 = time.monotonic()
         sampler = asyncio.create_task(_sample_rss(server, phase, t0, stop))
+        reporter = asyncio.create_task(_progress(phase, progress_every, stop)) if progress_every else None
         tasks = set()
         due = t0
         i = 0
@@ -273,6 +292,8 @@ async def open_loop(server: Server, bodies: list[bytes], rate: float, seconds: f
             await asyncio.gather(*tasks)
         stop.set()
         await sampler
+        if reporter:
+            await reporter
     finally:
         if own:
             await session.close()

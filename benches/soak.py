@@ -46,7 +46,8 @@ async def main() -> int:
     try:
         rss_start = server.rss_mib()
         print(f"soak: {args.fraction} x {sat['accepted_rps']:.1f} = {rate:.1f} req/s for {args.seconds:.0f} s")
-        phase = await loadgen.open_loop(server, bodies, rate, args.seconds, "soak", args.seed)
+        phase = await loadgen.open_loop(server, bodies, rate, args.seconds, "soak", args.seed,
+                                        progress_every=args.window)
         crashed = not server.alive()
         rss_end = server.rss_mib()
     finally:
