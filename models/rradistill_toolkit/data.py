@@ -297,9 +297,19 @@ def build(sources, test_fraction: float, seed: int, max_queries: dict[str, int] 
             qs = qs[: max_queries[name]]
         frac = (test_fractions or {}).get(name, test_fraction)
         n_test = max(1, round(len(qs) * frac)) if qs else 0
+        merged: dict[str, dict] = {}
         for i, q in enumerate(qs):
             q["qid"] = f"{name}-" + hashlib.sha1(q["text"].encode()).hexdigest()[:10]
             q["split"] = "test" if i < n_test else "train"
+            if q["qid"] in merged:
+                # the same text twice in one source (two man pages with one summary, a FAQ
+                # question asked in two chapters): one query, every such document relevant;
+                # it keeps the split of its first occurrence
+                merged[q["qid"]]["relevant"].update(q["relevant"])
+            else:
+                merged[q["qid"]] = q
+        qs = list(merged.values())
+        n_test = sum(q["split"] == "test" for q in qs)
         queries.extend(qs)
         print(f"data: {name}: {len(docs)} documents, {len(qs)} queries ({n_test} held out)",
               file=sys.stderr)

@@ -136,14 +136,14 @@ def run_labels(teacher, queries: list[dict], prerank: dict, corpus: dict, out: s
 def open_teacher(spec: str, args):
     if spec == "openai":
         yield OpenAIChatTeacher(args.base_url, args.model, timeout=args.timeout, retries=args.retries,
-                                rate=args.rate, max_tokens=args.max_tokens)
+                                rate=args.rate, max_tokens=args.max_tokens, doc_chars=args.doc_chars)
     elif spec == "local-llm":
         from .llm_server import running_server
 
         with running_server(args.gguf, threads=args.threads) as base:
             name = os.path.basename(args.gguf) if args.gguf else "SmolLM2-135M-Instruct.Q4_1.gguf"
             t = OpenAIChatTeacher(base, name, timeout=args.timeout, retries=args.retries,
-                                  rate=args.rate, max_tokens=args.max_tokens)
+                                  rate=args.rate, max_tokens=args.max_tokens, doc_chars=args.doc_chars)
             t.name = f"local-llm:{name}"
             yield t
     elif spec.startswith("scorer:"):
@@ -170,7 +170,8 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--retries", type=int, default=3)
     ap.add_argument("--rate", type=float, default=0.0, help="max calls per second (0: no limit)")
-    ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--doc-chars", type=int, default=320, help="characters of each document in the prompt")
     ap.add_argument("--max-tokens", type=int, default=120)
     ap.add_argument("--keep", type=int, default=5, help="scoring teachers: how many to rank")
     ap.add_argument("--threads", type=int, default=2)

@@ -10,9 +10,10 @@ Reference configuration (the one the committed model card reports):
   firststage BM25, 50 candidates;  prerank all-MiniLM-L6-v2 bi-encoder, top 10 + bottom 10
   labels     held-out queries: every candidate teacher (all-mpnet-base-v2, multilingual-e5
              -small, committees of them with BM25, and SmolLM2-135M-Instruct served on
-             loopback on a 60-query sample), to compare them against ground truth;
+             loopback on a 30-query sample), to compare them against ground truth;
              training queries: ``--teacher`` (default ``scorer:mpnet``) on a 300-query sample
-  train      RRA-BERT with TCL, and the ablation without, 1 epoch, window 128
+  train      RRA-BERT with TCL, and the ablation without: 150 steps of one query (20 pairs),
+             window 128 (sized for 2 shared CPU cores)
   export     int8 ONNX model folder (the TCL student) + the ablation to the work folder
   evaluate   ground truth and teacher fidelity, per language, ms/pair; card and plot
 
@@ -57,7 +58,8 @@ def main(argv=None) -> None:
     ap.add_argument("--train-queries", type=int, default=300)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--llm-sample", type=int, default=60)
+    ap.add_argument("--train-steps", type=int, default=150, help="cap on training steps (one query each)")
+    ap.add_argument("--llm-sample", type=int, default=30)
     ap.add_argument("--skip-llm", action="store_true", help="don't measure the local LLM teacher")
     ap.add_argument("--version", default="0.1.0")
     a = ap.parse_args(argv)
@@ -83,7 +85,7 @@ def main(argv=None) -> None:
     for name, extra in (("rra-bert", []), ("rra-bert-no-tcl", ["--no-tcl"])):
         out = f"{w}/students/{name}"
         run(["train", "--data", data, "--labels", train_labels, "--out", out, "--max-length", str(a.max_length),
-             "--epochs", str(a.epochs), "--threads", "2", *extra], skip_if=f"{out}/train_config.json")
+             "--epochs", str(a.epochs), "--max-steps", str(a.train_steps), "--threads", "2", *extra], skip_if=f"{out}/train_config.json")
         students[name] = out
     run(["export", "--student", students["rra-bert"], "--out", a.out, "--data", data, "--prerank", pre,
          "--version", a.version])

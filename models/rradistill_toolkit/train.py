@@ -188,11 +188,11 @@ def rra_loss(model: RRABert, batch: dict, gains: torch.Tensor, n_queries: int, l
     s_cls, s_term = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch.get("select"))
     s_cls = s_cls.view(n_queries, -1)
     loss = loss_fn(s_cls, gains.view(n_queries, -1))
-    parts = {"rank": float(loss)}
+    parts = {"rank": loss.item()}
     if s_term is not None:
         term = loss_fn(s_term.view(n_queries, -1), gains.view(n_queries, -1))
         loss = loss + tcl_weight * term
-        parts["term"] = float(term)
+        parts["term"] = term.item()
     return loss, parts
 
 

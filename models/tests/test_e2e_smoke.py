@@ -8,11 +8,11 @@ load and score with, checking the service against Python's scores.
 
 import json
 import os
+import pathlib
 
 import numpy as np
 
-from conftest import REPO
-
+REPO = pathlib.Path(__file__).resolve().parents[2]
 SMOKE_OUT = REPO / "target" / "fixtures" / "smoke-student"
 WINDOW = 128
 

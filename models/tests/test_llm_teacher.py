@@ -18,7 +18,8 @@ def test_label_stage_with_a_local_llm_over_http(tiny_pipeline, tmp_path):
     work = tiny_pipeline
     out = tmp_path / "llm.jsonl"
     argv = ["--data", str(work / "data"), "--prerank", str(work / "prerank.jsonl"), "--split", "test",
-            "--limit", "2", "--teacher", "local-llm", "--workers", "2", "--max-tokens", "48", "--out", str(out)]
+            "--limit", "2", "--teacher", "local-llm", "--workers", "2", "--max-tokens", "32",
+            "--doc-chars", "120", "--out", str(out)]
     labels.main(argv)
     recs = read_jsonl(out)
     assert len(recs) == 2
@@ -29,7 +30,7 @@ def test_label_stage_with_a_local_llm_over_http(tiny_pipeline, tmp_path):
         assert {d["bucket"] for d in r["docs"]} <= {"ranked", "missing_hard", "missing_easy"}
         assert sum(d["bucket"] == "ranked" for d in r["docs"]) == len(r["order"])
     stats = json.loads((tmp_path / "llm.stats.json").read_text())
-    assert stats["queries"] == 2 and stats["failures_this_run"] == 0
+    assert stats["queries"] == 2 and stats["failures_this_run"] == 0, stats
 
     # resume: a rerun asks nothing new
     labels.main(argv)
