@@ -308,10 +308,6 @@ def percentile(values: list[float], p: float) -> float | None:
     return v[k]
 
 
-def ms(x: float | None) -> str:
-    return "-" if x is None else f"{x * 1000:.0f}"
-
-
 def summarize(phase: Phase, since: float = 0.0) -> dict:
     recs = [r for r in phase.records if r.t >= since]
     span = max(1e-9, phase.seconds - since)

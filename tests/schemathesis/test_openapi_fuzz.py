@@ -24,7 +24,6 @@ import json
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
