@@ -22,12 +22,13 @@ DEFAULT_MODEL := $(shell sed -e 's/\#.*//' -e '/^\s*$$/d' models/DEFAULT | head 
 export ORT_DYLIB_PATH ?= $(abspath $(ORT_LIB))
 export RRADISTILL_FIXTURES ?= $(abspath $(FIXTURES))
 
-.PHONY: help run test bench load-test setup fixtures clean-runtime
+.PHONY: help run test bench load-test fuzz overload soak setup fixtures clean-runtime
 
 help:
 	@echo "make run    build and serve the default model ($(DEFAULT_MODEL)) on port $(PORT)"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make bench  service vs bare ONNX Runtime throughput and latency (see README)"
+	@echo "make overload / make soak / make fuzz / make load-test   reliability runs (benches/README.md)"
 
 run: setup $(DEFAULT_MODEL)/model.onnx
 	cargo build --release --locked --bin rradistill
@@ -40,8 +41,25 @@ test: setup fixtures
 	deploy/setup-test-tools.sh
 	$(PY) -m pytest -q models/tests
 	cargo test --locked --release -- --test-threads 2
+	$(PY) -m pytest -q tests/schemathesis
 	$(PY) -m pytest -q -rxX deploy/tests
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
 	@echo "all tests passed"
+
+# Fuzz targets, time-boxed (make fuzz FUZZ_SECONDS=600 for a long run).
+FUZZ_SECONDS ?= 30
+fuzz: setup fixtures
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# 2x saturation then 0.5x, and 10 minutes at 0.7x, on the default model (benches/README.md);
+# LOAD_ARGS="--server-arg=--sessions=2 --seconds 120" etc.
+overload: setup $(DEFAULT_MODEL)/model.onnx
+	cargo build --release --locked --bin rradistill
+	nice -n 10 $(PY) benches/overload.py --model-dir $(DEFAULT_MODEL) --json target/bench/overload.json $(LOAD_ARGS)
+
+soak: setup $(DEFAULT_MODEL)/model.onnx
+	cargo build --release --locked --bin rradistill
+	nice -n 10 $(PY) benches/soak.py --model-dir $(DEFAULT_MODEL) --json target/bench/soak.json $(LOAD_ARGS)
 
 # A real load test against a running service (see deploy/README.md for profiles).
 load-test: setup
@@ -74,7 +92,8 @@ $(VENV)/bin/python:
 
 # One environment for the fixtures and the distillation toolkit (models/requirements.txt,
 # PyTorch included); both files are resolved together so their pins cannot disagree.
-PY_REQUIREMENTS := tests/requirements.txt models/requirements.txt deploy/requirements.txt
+PY_REQUIREMENTS := tests/requirements.txt models/requirements.txt deploy/requirements.txt \
+                   tests/schemathesis/requirements.txt benches/requirements.txt
 $(VENV)/.installed: $(VENV)/bin/python $(PY_REQUIREMENTS)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(addprefix -r ,$(PY_REQUIREMENTS))

@@ -3,7 +3,8 @@
 //! Order of work for one request, each step able to refuse it with a precise error:
 //! 1. pick the model (unknown name: 404) and check the request's limits (4xx);
 //! 2. look every document up in the score cache;
-//! 3. tokenize the query once and the cache misses, off the async runtime;
+//! 3. tokenize the query once and the cache misses, off the async runtime (a queue too full
+//!    for even the smallest possible request refuses it before this step);
 //! 4. admission: charge the request's tokens against the model's budget (429 at once when
 //!    full, 413 when the request alone is larger than the budget);
 //! 5. queue one work item per pair and wait for all of them (the deadline bounds the wait;
@@ -216,42 +217,13 @@ impl RerankService {
         outcome
     }
 
-    fn validate(&self, job: &RerankJob) -> Result<(), RerankError> {
-        if job.query.trim().is_empty() {
-            return Err(RerankError::Validation(
-                "`query` is empty: send the text to rank the documents against".into(),
-            ));
-        }
-        if job.documents.is_empty() {
-            return Err(RerankError::Validation(
-                "no documents: send at least one document to rank".into(),
-            ));
-        }
-        if job.documents.len() > self.limits.max_documents {
-            return Err(RerankError::TooLarge(format!(
-                "{} documents sent; the most one request may carry is {}: split the request",
-                job.documents.len(),
-                self.limits.max_documents
-            )));
-        }
-        if job.top_n == Some(0) {
-            return Err(RerankError::Validation("`top_n` must be at least 1".into()));
-        }
-        if job.truncation.max_document_tokens == Some(0) {
-            return Err(RerankError::Validation(
-                "`max_tokens_per_doc` must be at least 1".into(),
-            ));
-        }
-        Ok(())
-    }
-
     async fn run(
         &self,
         model: &Arc<ServedModel>,
         job: RerankJob,
         started: Instant,
     ) -> Result<RerankOutcome, RerankError> {
-        self.validate(&job)?;
+        validate(&job, &self.limits)?;
         if !self.is_accepting() {
             return Err(RerankError::Unavailable(
                 "the service is shutting down; retry on another instance".into(),
@@ -308,6 +280,10 @@ impl RerankService {
                 .with_label_values(&labels)
                 .inc_by(misses.len() as u64);
         }
+
+        // A full queue refuses at once, before paying for tokenization: every pair to score
+        // is at least one token.
+        model.admission.precheck(misses.len())?;
 
         // 3. Tokenization, off the async runtime.
         let tokenize_started = Instant::now();
@@ -464,6 +440,36 @@ impl RerankService {
             meta,
         })
     }
+}
+
+/// The checks that need no model: what a request must satisfy before any work is done.
+pub fn validate(job: &RerankJob, limits: &Limits) -> Result<(), RerankError> {
+    if job.query.trim().is_empty() {
+        return Err(RerankError::Validation(
+            "`query` is empty: send the text to rank the documents against".into(),
+        ));
+    }
+    if job.documents.is_empty() {
+        return Err(RerankError::Validation(
+            "no documents: send at least one document to rank".into(),
+        ));
+    }
+    if job.documents.len() > limits.max_documents {
+        return Err(RerankError::TooLarge(format!(
+            "{} documents sent; the most one request may carry is {}: split the request",
+            job.documents.len(),
+            limits.max_documents
+        )));
+    }
+    if job.top_n == Some(0) {
+        return Err(RerankError::Validation("`top_n` must be at least 1".into()));
+    }
+    if job.truncation.max_document_tokens == Some(0) {
+        return Err(RerankError::Validation(
+            "`max_tokens_per_doc` must be at least 1".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn millis(d: Duration) -> f64 {

@@ -114,6 +114,29 @@ async fn top_n_cuts_after_sorting_and_raw_scores_are_logits() {
     let top = indices(&top["results"], "relevance_score");
     assert_eq!(top.len(), 3);
     assert_eq!(&all[..3], &top[..]);
+    // JSON Schema's integers include 3.0; 2.5 is refused.
+    let (status, _, whole) = server
+        .post(
+            "/v1/rerank",
+            &json!({"query": "locale settings", "documents": docs, "top_n": 3.0}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(whole["results"].as_array().unwrap().len(), 3);
+    let (status, _, error) = server
+        .post(
+            "/v1/rerank",
+            &json!({"query": "locale settings", "documents": docs, "top_n": 2.5}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2.5 is not a whole number"),
+        "{error}"
+    );
     let (_, _, many) = server
         .post(
             "/v1/rerank",

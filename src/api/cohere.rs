@@ -35,14 +35,14 @@ pub struct CohereRequest {
     #[schema(value_type = Vec<DocumentSchema>, min_items = 1)]
     pub documents: Vec<DocumentInput>,
     /// Return only the best `top_n` results (all when absent; more than sent is all).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::whole_number")]
     #[schema(minimum = 1)]
     pub top_n: Option<i64>,
     /// Echo each document's text in its result.
     #[serde(default)]
     pub return_documents: bool,
     /// Cut documents to at most this many tokens (the model's window always applies).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::whole_number")]
     #[schema(minimum = 1)]
     pub max_tokens_per_doc: Option<i64>,
     /// The model's logit instead of the sigmoid score in 0..1.

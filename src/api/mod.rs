@@ -28,6 +28,7 @@ use axum::http::header;
 use axum::http::{HeaderName, HeaderValue, Request};
 use axum::response::Response;
 use axum::Router;
+use serde::Deserialize;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -94,7 +95,11 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 /// The OpenAPI document with this instance's limits written into the schemas.
-pub fn openapi_document(spec: utoipa::openapi::OpenApi, limits: &Limits) -> serde_json::Value {
+pub fn openapi_document(
+    spec: utoipa::openapi::OpenApi,
+    limits: &Limits,
+    keys: &ApiKeys,
+) -> serde_json::Value {
     let mut doc = serde_json::to_value(spec).unwrap_or_default();
     let schemas = &mut doc["components"]["schemas"];
     for (schema, field) in [("CohereRequest", "documents"), ("TeiRequest", "texts")] {
@@ -113,13 +118,14 @@ pub fn openapi_document(spec: utoipa::openapi::OpenApi, limits: &Limits) -> serd
     )
     .into();
     doc["info"]["version"] = env!("CARGO_PKG_VERSION").into();
-    add_security(&mut doc);
+    add_security(&mut doc, keys.required());
     doc
 }
 
 /// Bearer keys in the document: every operation but the open probes may answer 401 when
-/// `API_KEY` is set (admin ones always need `ADMIN_API_KEY`).
-fn add_security(doc: &mut serde_json::Value) {
+/// `API_KEY` is set (admin ones always need `ADMIN_API_KEY`); without keys, client
+/// operations declare the key optional.
+fn add_security(doc: &mut serde_json::Value, keys_required: bool) {
     use serde_json::json;
     doc["components"]["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer",
         "description": "API_KEY for client endpoints, ADMIN_API_KEY for /admin/*; none needed when unset"}});
@@ -135,12 +141,17 @@ fn add_security(doc: &mut serde_json::Value) {
         } else {
             "ErrorBody"
         };
+        let optional = !keys_required && !path.starts_with("/admin/");
         for operation in operations
             .as_object_mut()
             .into_iter()
             .flat_map(|o| o.values_mut())
         {
-            operation["security"] = json!([{"bearer": []}]);
+            operation["security"] = if optional {
+                json!([{"bearer": []}, {}])
+            } else {
+                json!([{"bearer": []}])
+            };
             let responses = &mut operation["responses"];
             if responses.get("401").is_none() {
                 responses["401"] = json!({"description": "No API key, or an unknown one (when API_KEY is set)",
@@ -156,7 +167,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, spec) = routes();
     let _ = state
         .openapi
-        .set(openapi_document(spec, &state.service.limits));
+        .set(openapi_document(spec, &state.service.limits, &state.keys));
     let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_key);
     routes
         .fallback(error::not_found)
@@ -176,6 +187,22 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// An optional integer that also accepts a float with no fractional part (`1.0`), as JSON
+/// Schema's `integer` does; other floats are refused with a message naming the value.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Ok(Some(i)),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+            _ => Err(D::Error::custom(format!("{n} is not a whole number"))),
+        },
+    }
 }
 
 /// The body as JSON of type `T`, or the error that says what is wrong with it (counted).

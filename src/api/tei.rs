@@ -54,7 +54,7 @@ pub struct TeiRequest {
     #[serde(default)]
     pub model: Option<String>,
     /// Return only the best `top_n` results.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::whole_number")]
     #[schema(minimum = 1)]
     pub top_n: Option<i64>,
 }

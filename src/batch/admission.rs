@@ -87,6 +87,31 @@ impl Admission {
         })
     }
 
+    /// Refuses at once, before any tokenization, a request that cannot fit: `lower_bound` is
+    /// the fewest tokens it can need. Never refuses what [`Self::try_admit`] would accept.
+    pub fn precheck(&self, lower_bound: usize) -> Result<(), AdmissionError> {
+        if lower_bound > self.max_tokens {
+            return Err(AdmissionError::RequestTooLarge {
+                needed: lower_bound,
+                limit: self.max_tokens,
+            });
+        }
+        if self.requests.available_permits() == 0 {
+            return Err(AdmissionError::TooManyRequests {
+                limit: self.max_requests,
+            });
+        }
+        let available = self.tokens.available_permits();
+        if lower_bound > available {
+            return Err(AdmissionError::QueueFull {
+                queued: self.queued_tokens(),
+                needed: lower_bound,
+                limit: self.max_tokens,
+            });
+        }
+        Ok(())
+    }
+
     /// Tokens admitted and not yet answered.
     pub fn queued_tokens(&self) -> usize {
         self.max_tokens - self.tokens.available_permits()

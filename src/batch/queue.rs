@@ -182,7 +182,8 @@ impl Shared {
             self.metrics.queue_size.set(0);
             state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
         }
-        let chosen = select_batch(&state.items, self.config);
+        let lengths: Vec<usize> = state.items.iter().map(|item| item.pair.len()).collect();
+        let chosen = select_batch(&lengths, self.config);
         let mut batch = Vec::with_capacity(chosen.len());
         let mut keep = VecDeque::with_capacity(state.items.len() - chosen.len());
         let mut take = vec![false; state.items.len()];
@@ -269,18 +270,21 @@ impl Shared {
     }
 }
 
-/// Picks the items of the next batch (indices into `items`, which is oldest first).
-fn select_batch(items: &VecDeque<WorkItem>, config: BatcherConfig) -> Vec<usize> {
-    let anchor = items[0].pair.len();
-    let mut order: Vec<usize> = (1..items.len()).collect();
-    order.sort_by_key(|&i| (items[i].pair.len().abs_diff(anchor), i));
+/// Picks the items of the next batch: indices into `lengths`, the token lengths of the
+/// pending items, oldest first. Empty only when `lengths` is.
+pub fn select_batch(lengths: &[usize], config: BatcherConfig) -> Vec<usize> {
+    let Some(&anchor) = lengths.first() else {
+        return Vec::new();
+    };
+    let mut order: Vec<usize> = (1..lengths.len()).collect();
+    order.sort_by_key(|&i| (lengths[i].abs_diff(anchor), i));
     let mut chosen = vec![0];
     let mut width = anchor;
     for i in order {
         if chosen.len() >= config.max_batch_size {
             break;
         }
-        let candidate_width = width.max(items[i].pair.len());
+        let candidate_width = width.max(lengths[i]);
         if candidate_width * (chosen.len() + 1) <= config.max_batch_tokens {
             chosen.push(i);
             width = candidate_width;
@@ -293,56 +297,37 @@ fn select_batch(items: &VecDeque<WorkItem>, config: BatcherConfig) -> Vec<usize>
 mod tests {
     use super::*;
 
-    fn item(len: usize) -> WorkItem {
-        let (reply, _) = mpsc::unbounded_channel();
-        WorkItem {
-            pair: PreparedPair {
-                input_ids: vec![1; len],
-                type_ids: vec![0; len],
-                truncated: false,
-            },
-            index: 0,
-            enqueued: Instant::now(),
-            reply,
+    fn config(max_batch_tokens: usize, max_batch_size: usize) -> BatcherConfig {
+        BatcherConfig {
+            max_batch_tokens,
+            max_batch_size,
         }
     }
 
     #[test]
     fn oldest_goes_first_and_neighbours_by_length_follow() {
-        let items: VecDeque<_> = [50, 10, 48, 200, 52, 11].into_iter().map(item).collect();
-        let chosen = select_batch(
-            &items,
-            BatcherConfig {
-                max_batch_tokens: 10_000,
-                max_batch_size: 3,
-            },
+        assert_eq!(
+            select_batch(&[50, 10, 48, 200, 52, 11], config(10_000, 3)),
+            vec![0, 2, 4]
         );
-        assert_eq!(chosen, vec![0, 2, 4]);
     }
 
     #[test]
     fn padded_size_stays_within_the_token_budget() {
-        let items: VecDeque<_> = [100, 100, 100, 120, 30].into_iter().map(item).collect();
-        let config = BatcherConfig {
-            max_batch_tokens: 300,
-            max_batch_size: 64,
-        };
-        let chosen = select_batch(&items, config);
-        let width = chosen.iter().map(|&i| items[i].pair.len()).max().unwrap();
+        let lengths = [100, 100, 100, 120, 30];
+        let chosen = select_batch(&lengths, config(300, 64));
+        let width = chosen.iter().map(|&i| lengths[i]).max().unwrap();
         assert!(width * chosen.len() <= 300, "{chosen:?}");
         assert_eq!(chosen, vec![0, 1, 2]);
     }
 
     #[test]
     fn an_item_alone_over_budget_still_runs() {
-        let items: VecDeque<_> = [500, 10].into_iter().map(item).collect();
-        let chosen = select_batch(
-            &items,
-            BatcherConfig {
-                max_batch_tokens: 100,
-                max_batch_size: 8,
-            },
-        );
-        assert_eq!(chosen, vec![0]);
+        assert_eq!(select_batch(&[500, 10], config(100, 8)), vec![0]);
+    }
+
+    #[test]
+    fn nothing_pending_selects_nothing() {
+        assert!(select_batch(&[], config(100, 8)).is_empty());
     }
 }

@@ -1,8 +1,8 @@
 //! The encoder student (RRA-BERT): a cross-encoder over `[CLS] query [SEP] document [SEP]`
 //! on ONNX Runtime.
 //!
-//! Owns the model's tokenizer (query-once, document-per-pair, document-only truncation),
-//! its pool of ONNX Runtime sessions (one per inference thread, so `Session::run`'s
+//! Owns the model's [`PairTokenizer`] (query-once, document-per-pair, document-only
+//! truncation), its pool of ONNX Runtime sessions (one per inference thread, so `Session::run`'s
 //! `&mut self` is never contended), the padded input tensors, and load-time validation:
 //! the graph's inputs and output against the manifest, the tokenizer against the graph (its
 //! highest token id must be accepted), then a warm-up on every session before the model
@@ -15,12 +15,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
-use tokenizers::Tokenizer;
 
 use super::manifest::{self, Manifest, ModelKind};
-use super::{
-    ModelDescriptor, PreparedPair, PreparedQuery, RankError, Ranker, Truncation, TruncationSide,
-};
+use super::tokenize::PairTokenizer;
+use super::{ModelDescriptor, PreparedPair, PreparedQuery, RankError, Ranker, Truncation};
 
 /// How to run the model's sessions.
 #[derive(Debug, Clone)]
@@ -32,9 +30,7 @@ pub struct SessionOptions {
 pub struct EncoderRanker {
     descriptor: ModelDescriptor,
     manifest: Manifest,
-    tokenizer: Tokenizer,
-    /// Special tokens the tokenizer's post-processor adds around a (query, document) pair.
-    pair_overhead: usize,
+    tokens: PairTokenizer,
     pad_id: i64,
     sessions: Vec<Mutex<Session>>,
 }
@@ -50,31 +46,17 @@ impl EncoderRanker {
                 manifest.kind
             );
         }
-        let tokenizer = load_tokenizer(&dir.join(manifest::TOKENIZER_FILE))?;
-        let pair_overhead = tokenizer.get_post_processor().map(|p| {
-            use tokenizers::PostProcessor;
-            p.added_tokens(true)
-        });
-        let pair_overhead = match pair_overhead {
-            Some(n) if n > 0 => n,
-            _ => bail!(
-                "{}: the tokenizer adds no special tokens to a pair; a cross-encoder needs \
-                 [CLS] query [SEP] document [SEP] (check its post_processor)",
-                dir.join(manifest::TOKENIZER_FILE).display()
-            ),
-        };
-        if manifest.max_sequence_length <= pair_overhead + 2 {
-            bail!(
-                "manifest max_sequence_length {} leaves no room for text",
-                manifest.max_sequence_length
-            );
-        }
+        let tokens = PairTokenizer::from_file(
+            &dir.join(manifest::TOKENIZER_FILE),
+            manifest.max_sequence_length,
+        )
+        .map_err(|e| anyhow!("{}: {e:#}", dir.display()))?;
         let pad_id = manifest
             .pad_token_id
             .or_else(|| {
                 ["[PAD]", "<pad>"]
                     .iter()
-                    .find_map(|t| tokenizer.token_to_id(t))
+                    .find_map(|t| tokens.token_to_id(t))
                     .map(i64::from)
             })
             .unwrap_or(0);
@@ -107,8 +89,7 @@ impl EncoderRanker {
         let ranker = EncoderRanker {
             descriptor,
             manifest,
-            tokenizer,
-            pair_overhead,
+            tokens,
             pad_id,
             sessions,
         };
@@ -122,7 +103,7 @@ impl EncoderRanker {
     /// Feeds the tokenizer's highest id: a graph whose embedding table is smaller (a tokenizer
     /// from another model) fails here instead of on a client's rare word.
     fn check_tokenizer_fits_graph(&self, dir: &Path) -> Result<()> {
-        let vocab = self.tokenizer.get_vocab_size(true);
+        let vocab = self.tokens.vocab_size();
         let top = (vocab.max(1) - 1) as i64;
         let pair = PreparedPair {
             input_ids: vec![top; 4],
@@ -154,22 +135,6 @@ impl EncoderRanker {
         }
         Ok(())
     }
-
-    fn window(&self) -> usize {
-        self.manifest.max_sequence_length
-    }
-}
-
-fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
-    let mut tokenizer = Tokenizer::from_file(path)
-        .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
-    // The service pads batches and truncates documents itself; a tokenizer.json that pads or
-    // truncates on its own (all-MiniLM's does, to 128) would silently change scores.
-    tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(None)
-        .map_err(|e| anyhow!("cannot configure tokenizer {}: {e}", path.display()))?;
-    Ok(tokenizer)
 }
 
 fn open_session(model_path: &Path, intra_threads: usize) -> Result<Session> {
@@ -258,19 +223,7 @@ impl Ranker for EncoderRanker {
         query: &str,
         max_query_tokens: usize,
     ) -> Result<PreparedQuery, RankError> {
-        let encoding = self
-            .tokenizer
-            .encode_fast(query, false)
-            .map_err(|e| RankError::Tokenization(e.to_string()))?;
-        // The query is never cut; it must leave room for the specials and some document.
-        let limit = max_query_tokens.min(self.window() - self.pair_overhead - 1);
-        if encoding.len() > limit {
-            return Err(RankError::QueryTooLong {
-                tokens: encoding.len(),
-                limit,
-            });
-        }
-        Ok(PreparedQuery { encoding })
+        self.tokens.prepare_query(query, max_query_tokens)
     }
 
     fn prepare_pair(
@@ -280,40 +233,7 @@ impl Ranker for EncoderRanker {
         index: usize,
         truncation: &Truncation,
     ) -> Result<PreparedPair, RankError> {
-        let mut doc = self
-            .tokenizer
-            .encode_fast(document, false)
-            .map_err(|e| RankError::Tokenization(e.to_string()))?;
-        let room = self.window() - self.pair_overhead - query.tokens();
-        let budget = truncation.max_document_tokens.map_or(room, |m| m.min(room));
-        let truncated = doc.len() > budget;
-        if truncated {
-            if !truncation.enabled && doc.len() > room {
-                return Err(RankError::DocumentTooLong {
-                    index,
-                    tokens: doc.len() + query.tokens() + self.pair_overhead,
-                    window: self.window(),
-                });
-            }
-            let side = match truncation.side {
-                TruncationSide::Right => tokenizers::TruncationDirection::Right,
-                TruncationSide::Left => tokenizers::TruncationDirection::Left,
-            };
-            doc.truncate(budget, 0, side);
-        }
-        let pair = self
-            .tokenizer
-            .post_process(query.encoding.clone(), Some(doc), true)
-            .map_err(|e| RankError::Tokenization(e.to_string()))?;
-        Ok(PreparedPair {
-            input_ids: pair.get_ids().iter().map(|&id| i64::from(id)).collect(),
-            type_ids: pair
-                .get_type_ids()
-                .iter()
-                .map(|&id| i64::from(id))
-                .collect(),
-            truncated,
-        })
+        self.tokens.prepare_pair(query, document, index, truncation)
     }
 
     fn sessions(&self) -> usize {

@@ -10,6 +10,7 @@
 pub mod encoder;
 pub mod manifest;
 pub mod registry;
+pub mod tokenize;
 
 use std::fmt;
 
