@@ -52,7 +52,7 @@ struct Args {
     /// Closed-loop clients for the saturation measurement.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     sessions: usize,
     /// Intra-op threads per session (0 = cores / sessions).
     #[arg(long, default_value_t = 0)]

@@ -47,8 +47,9 @@ pub struct Config {
     #[arg(long, env = "GRPC_PORT", default_value_t = 50051)]
     pub grpc_port: u16,
 
-    /// ONNX Runtime sessions, each driven by its own inference thread.
-    #[arg(long, env = "SESSIONS", default_value_t = 1)]
+    /// ONNX Runtime sessions, each driven by its own inference thread. Two single-threaded
+    /// sessions outran one two-threaded session on 2 cores (README, performance).
+    #[arg(long, env = "SESSIONS", default_value_t = 2)]
     pub sessions: usize,
 
     /// Intra-op threads per session (0 = available cores divided by sessions).
