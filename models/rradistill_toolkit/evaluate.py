@@ -137,7 +137,8 @@ def run(args) -> dict:
             entry[f"ground_truth/{g}"] = evaluate_rankings(m["rankings"], sub_gt)
             entry[f"ground_truth/{g}"]["queries"] = len(sub_gt)
             if teacher_qrels:
-                sub_t = {q: teacher_qrels[q] for q in s if q in teacher_qrels}
+                sub_t = {q: teacher_qrels[q] for q in s if q in teacher_qrels
+                         and (q in m["rankings"] or m["kind"] != "teacher")}
                 if sub_t:
                     entry[f"teacher/{g}"] = evaluate_rankings(m["rankings"], sub_t)
                     entry[f"teacher/{g}"]["queries"] = len(sub_t)

@@ -140,7 +140,7 @@ def open_teacher(spec: str, args):
     elif spec == "local-llm":
         from .llm_server import running_server
 
-        with running_server(args.gguf, threads=args.threads) as base:
+        with running_server(args.gguf, threads=args.llm_threads) as base:
             name = os.path.basename(args.gguf) if args.gguf else "SmolLM2-135M-Instruct.Q4_1.gguf"
             t = OpenAIChatTeacher(base, name, timeout=args.timeout, retries=args.retries,
                                   rate=args.rate, max_tokens=args.max_tokens, doc_chars=args.doc_chars)
@@ -175,6 +175,8 @@ def main(argv=None) -> None:
     ap.add_argument("--max-tokens", type=int, default=120)
     ap.add_argument("--keep", type=int, default=5, help="scoring teachers: how many to rank")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--llm-threads", type=int, default=1,
+                    help="local-llm: llama.cpp threads (its threads spin-wait: more than the free cores is far slower)")
     ap.add_argument("--cache-dir", default=str(WORK_DIR / "cache"), help="scorers' document embeddings")
     args = ap.parse_args(argv)
     set_threads(args.threads)

@@ -272,7 +272,7 @@ def train(args) -> dict:
         opt.zero_grad()
         step += 1
         pairs += batch["input_ids"].shape[0]
-        log.write(json.dumps({"step": step, "loss": float(loss), **parts}) + "\n")
+        log.write(json.dumps({"step": step, "loss": loss.item(), **parts}) + "\n")
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss):.3f}")
         if step % args.save_every == 0 or step == total:
