@@ -1,6 +1,8 @@
-//! The service's scores against an independent implementation: every model folder under
-//! the fixtures directory that carries a `reference.jsonl` (scores computed in Python with
-//! `tokenizers` + ONNX Runtime when the folder was made) is served and compared pair by pair.
+//! The service's scores against an independent implementation: every model folder under the
+//! fixtures directory (test fixtures, the toolkit's smoke-run student) and under `models/`
+//! (the committed reference students) that carries a `reference.jsonl` (scores computed in
+//! Python with `tokenizers` + ONNX Runtime when the folder was made) is served and compared
+//! pair by pair.
 
 mod common;
 
@@ -10,10 +12,9 @@ use serde_json::{json, Value};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_scores_match_the_python_reference() {
     let mut checked = 0;
-    let mut folders: Vec<_> = std::fs::read_dir(common::fixtures())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
+    let mut folders: Vec<_> = [common::fixtures(), common::repo().join("models")]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()))
         .collect();
     folders.sort();
     for folder in folders {
