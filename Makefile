@@ -41,6 +41,7 @@ test: setup fixtures
 	deploy/setup-test-tools.sh
 	$(PY) -m pytest -q models/tests
 	cargo test --locked --release -- --test-threads 2
+	cargo build --locked --release --bin rradistill
 	$(PY) -m pytest -q tests/schemathesis
 	$(PY) -m pytest -q -rxX deploy/tests
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
