@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use common::TestServer;
 use rradistill::grpc::pb::rerank_client::RerankClient;
@@ -188,70 +187,40 @@ async fn admin_endpoints_are_off_without_an_admin_key_and_all_is_open_without_ke
 
 #[test]
 fn keys_never_reach_the_logs() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let grpc_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_rradistill"))
-        .args(["--model-dir", common::encoder_fixture().to_str().unwrap()])
-        .args(["--ort-dylib-path", common::ort_library().to_str().unwrap()])
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--grpc-port",
-            &grpc_port.to_string(),
-        ])
-        .args(["--log-format", "json"])
-        .env("API_KEY", CLIENT_A)
-        .env("ADMIN_API_KEY", ADMIN)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut service = common::ServiceProcess::spawn(
+        &["--log-format", "json"],
+        &[
+            ("API_KEY", CLIENT_A),
+            ("ADMIN_API_KEY", ADMIN),
+            ("RUST_LOG", "debug"),
+        ],
+        Stdio::null(),
+        Stdio::piped(),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
+        service.wait_ready().await;
         let client = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while client
-            .get(format!("{base}/ready"))
-            .send()
-            .await
-            .map(|r| r.status() != 200)
-            .unwrap_or(true)
-        {
-            assert!(Instant::now() < deadline, "service did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         for key in [CLIENT_A, ADMIN, "wrong-key-dddddddddddddddd"] {
+            let body = json!({"query": "q", "documents": ["d"]});
             let _ = client
-                .post(format!("{base}/v1/rerank"))
+                .post(format!("{}/v1/rerank", service.base))
                 .bearer_auth(key)
-                .json(&json!({"query": "q", "documents": ["d"]}))
+                .json(&body)
                 .send()
                 .await;
             let _ = client
-                .post(format!("{base}/admin/cache/clear"))
+                .post(format!("{}/admin/cache/clear", service.base))
                 .bearer_auth(key)
                 .send()
                 .await;
         }
     });
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let output = child.wait_with_output().unwrap();
+    service.terminate();
+    let output = service.child.wait_with_output().unwrap();
     let logs = String::from_utf8_lossy(&output.stderr);
     assert!(logs.contains("request"), "debug logs were captured");
     for secret in [CLIENT_A, ADMIN, "wrong-key-dddddddddddddddd"] {

@@ -64,65 +64,29 @@ async fn a_failing_batch_fails_only_its_requests() {
 /// A log that cannot be written (stderr on a full device) must not stop the service.
 #[test]
 fn an_unwritable_log_does_not_stop_the_service() {
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::process::Stdio;
 
     let full = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")
         .expect("/dev/full exists on Linux");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let grpc_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rradistill"))
-        .args(["--model-dir", common::encoder_fixture().to_str().unwrap()])
-        .args(["--ort-dylib-path", common::ort_library().to_str().unwrap()])
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--grpc-port",
-            &grpc_port.to_string(),
-        ])
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::from(full.try_clone().unwrap()))
-        .stderr(Stdio::from(full))
-        .spawn()
-        .unwrap();
+    let mut service = common::ServiceProcess::spawn(
+        &[],
+        &[("RUST_LOG", "debug")],
+        Stdio::from(full.try_clone().unwrap()),
+        Stdio::from(full),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
+        service.wait_ready().await;
         let client = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while client
-            .get(format!("{base}/ready"))
-            .send()
-            .await
-            .map(|r| r.status() != 200)
-            .unwrap_or(true)
-        {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "the service died with an unwritable log"
-            );
-            assert!(Instant::now() < deadline, "service did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         for i in 0..20 {
             let body = json!({"query": format!("q {i}"), "documents": documents(5, i)});
             let response = client
-                .post(format!("{base}/v1/rerank"))
+                .post(format!("{}/v1/rerank", service.base))
                 .json(&body)
                 .send()
                 .await
@@ -130,7 +94,7 @@ fn an_unwritable_log_does_not_stop_the_service() {
             assert_eq!(response.status(), 200);
             // Errors log at warn level: they must not hurt either.
             let bad = client
-                .post(format!("{base}/v1/rerank"))
+                .post(format!("{}/v1/rerank", service.base))
                 .body("{")
                 .header("content-type", "application/json")
                 .send()
@@ -139,8 +103,7 @@ fn an_unwritable_log_does_not_stop_the_service() {
             assert_eq!(bad.status(), 400);
         }
     });
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let status = child.wait().unwrap();
+    service.terminate();
+    let status = service.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
 }

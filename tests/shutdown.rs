@@ -3,62 +3,33 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use serde_json::json;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_accepted_requests_and_exits_zero() {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rradistill"))
-        .args(["--model-dir", common::encoder_fixture().to_str().unwrap()])
-        .args(["--ort-dylib-path", common::ort_library().to_str().unwrap()])
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
+    let mut service = common::ServiceProcess::spawn(
+        &[
             "--cache-capacity",
             "0",
             "--max-batch-size",
             "8",
-        ])
-        .args([
             "--max-queue-tokens",
             "4000000",
-            "--grpc-port",
-            &free_port().to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+        ],
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    service.wait_ready().await;
+    let base = service.base.clone();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while client
-        .get(format!("{base}/ready"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "service did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     const REQUESTS: usize = 8;
     let sends = (0..REQUESTS).map(|i| {
@@ -91,11 +62,7 @@ async fn sigterm_finishes_accepted_requests_and_exits_zero() {
             assert!(Instant::now() < deadline, "requests never arrived");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        service.terminate();
         Instant::now()
     };
     let (results, signalled_at) = tokio::join!(join_all(sends), signal);
@@ -115,7 +82,7 @@ async fn sigterm_finishes_accepted_requests_and_exits_zero() {
 
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = service.child.try_wait().unwrap() {
             break status;
         }
         assert!(

@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
-use super::{add_timing_headers, parse, refuse, ApiError, AppState, REQUEST_ID};
+use super::{add_timing_headers, at_least_one, parse, ApiError, AppState, REQUEST_ID};
 use crate::model::Truncation;
 use crate::rerank::{RerankJob, RerankMeta};
 
@@ -232,24 +232,9 @@ async fn rerank(
     body: Result<Json<CohereRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = parse(&state, body)?;
-    let top_n = match request.top_n {
-        None => None,
-        Some(n) if n >= 1 => Some(n as usize),
-        Some(n) => {
-            return Err(refuse(
-                &state,
-                ApiError::validation(format!("`top_n` is {n}; it must be at least 1")),
-            ))
-        }
-    };
-    let max_document_tokens = match request.max_tokens_per_doc {
-        None => None,
-        Some(n) if n >= 1 => Some(n as usize),
-        Some(n) => {
-            let message = format!("`max_tokens_per_doc` is {n}; it must be at least 1");
-            return Err(refuse(&state, ApiError::validation(message)));
-        }
-    };
+    let top_n = at_least_one(&state, "top_n", request.top_n)?;
+    let max_document_tokens =
+        at_least_one(&state, "max_tokens_per_doc", request.max_tokens_per_doc)?;
     let documents: Arc<Vec<String>> =
         Arc::new(request.documents.into_iter().map(|d| d.0).collect());
     let job = RerankJob {

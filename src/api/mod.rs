@@ -214,6 +214,22 @@ pub fn parse<T>(
         .map_err(|rejection| refuse(state, rejection.into()))
 }
 
+/// An optional count field that must be at least 1 when given (422 naming it otherwise).
+pub fn at_least_one(
+    state: &AppState,
+    field: &str,
+    value: Option<i64>,
+) -> Result<Option<usize>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(n) if n >= 1 => Ok(Some(n as usize)),
+        Some(n) => Err(refuse(
+            state,
+            ApiError::validation(format!("`{field}` is {n}; it must be at least 1")),
+        )),
+    }
+}
+
 /// Counts a request refused in the API layer and passes its error on.
 pub fn refuse(state: &AppState, error: ApiError) -> ApiError {
     state.service.record_refused(error.kind);

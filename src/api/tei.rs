@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::TeiErrorBody;
-use super::{add_timing_headers, parse, refuse, ApiError, AppState, Dialect};
+use super::{add_timing_headers, at_least_one, parse, ApiError, AppState, Dialect};
 use crate::model::{Truncation, TruncationSide};
 use crate::rerank::RerankJob;
 
@@ -96,16 +96,7 @@ async fn handle(
     body: Result<Json<TeiRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = parse(&state, body)?;
-    let top_n = match request.top_n {
-        None => None,
-        Some(n) if n >= 1 => Some(n as usize),
-        Some(n) => {
-            return Err(refuse(
-                &state,
-                ApiError::validation(format!("`top_n` is {n}; it must be at least 1")),
-            ))
-        }
-    };
+    let top_n = at_least_one(&state, "top_n", request.top_n)?;
     let texts = Arc::new(request.texts);
     let side = match request.truncation_direction {
         TruncationDirection::Right => TruncationSide::Right,

@@ -173,3 +173,79 @@ pub fn documents(n: usize, seed: usize) -> Vec<String> {
         })
         .collect()
 }
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `rradistill` binary itself, serving the encoder fixture on free loopback ports (for
+/// what only a separate process shows: signals, exit status, its own stderr).
+pub struct ServiceProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl ServiceProcess {
+    pub fn spawn(
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stdout: std::process::Stdio,
+        stderr: std::process::Stdio,
+    ) -> ServiceProcess {
+        let port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_rradistill"))
+            .args(["--model-dir", encoder_fixture().to_str().unwrap()])
+            .args(["--ort-dylib-path", ort_library().to_str().unwrap()])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--grpc-port",
+                &free_port().to_string(),
+            ])
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        ServiceProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Waits until `/ready` answers 200; fails if the process dies first.
+    pub async fn wait_ready(&mut self) {
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while client
+            .get(format!("{}/ready", self.base))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "the service exited before it was ready"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the service did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill failed");
+    }
+}
