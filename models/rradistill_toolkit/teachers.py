@@ -150,11 +150,15 @@ class OpenAIChatTeacher:
         self.name = f"openai-chat:{self.model}"
 
     def answer(self, query: str, docs: list[dict]) -> str:
+        return self.chat(build_messages(query, docs, self.doc_chars))
+
+    def chat(self, messages: list[dict], max_tokens: int | None = None) -> str:
+        """One chat completion (retried, rate-limited); the answer text ("" if none)."""
         body = json.dumps({
             "model": self.model,
-            "messages": build_messages(query, docs, self.doc_chars),
+            "messages": messages,
             "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
+            "max_tokens": max_tokens or self.max_tokens,
         }).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
