@@ -5,7 +5,10 @@ Each held-out query is re-ranked over its 20 pre-ranked candidates (stage 3), by
 - each teacher given with ``--labels NAME=labels.jsonl`` (the teacher's ranked list, then
   the documents it left out in pre-rank order),
 - each student given with ``--student NAME=MODEL_FOLDER`` (an exported ONNX folder, scored
-  with ONNX Runtime exactly as the service tokenizes: only the document truncated).
+  with ONNX Runtime exactly as the service tokenizes: only the document truncated). An
+  encoder folder (RRA-BERT) gets ``[CLS] query [SEP] document [SEP]``; a decoder folder
+  (RRA-GPT, manifest ``kind: decoder``) gets its manifest's prompt, built by
+  ``export_gpt.folder_encoder`` (``gpt.PromptEncoder``), right-padded.
 
 Metrics (``metrics``): NDCG@1/5/10 and MRR@10 against the ground truth (the source's
 known relevant document) and against the reference teacher's labels (``--reference``,
@@ -54,8 +57,15 @@ def score_student(model_dir: str, queries, prerank, corpus, threads: int = 2):
     from .export import encode_feed
 
     manifest = json.load(open(os.path.join(model_dir, "manifest.json")))
-    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
-    tok.enable_truncation(max_length=manifest["max_sequence_length"], strategy="only_second")
+    if manifest.get("kind") == "decoder":  # RRA-GPT: the prompt, per the manifest (export_gpt)
+        from .export_gpt import folder_encoder
+
+        prompt = folder_encoder(model_dir)
+        encode = lambda pairs: prompt.batch(pairs)
+    else:
+        tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+        tok.enable_truncation(max_length=manifest["max_sequence_length"], strategy="only_second")
+        encode = lambda pairs: encode_feed(tok, pairs)[0]
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), so, providers=["CPUExecutionProvider"])
@@ -63,8 +73,8 @@ def score_student(model_dir: str, queries, prerank, corpus, threads: int = 2):
     for q in queries:
         cands = prerank[q["qid"]]["candidates"]
         t0 = time.perf_counter()
-        feed, _ = encode_feed(tok, [(q["text"], corpus[c["doc_id"]]["text"]) for c in cands])
-        logits = sess.run([manifest.get("output", "logits")], feed)[0][:, 0]
+        feed = encode([(q["text"], corpus[c["doc_id"]]["text"]) for c in cands])
+        logits = sess.run([manifest.get("output", "logits")], feed)[0].reshape(len(cands))
         elapsed += time.perf_counter() - t0
         pairs += len(cands)
         rankings[q["qid"]] = by_score(cands, logits)
