@@ -151,8 +151,15 @@ def load_smollm2(gguf: str | os.PathLike, layers: int = 0):
     from transformers import AutoModelForCausalLM
 
     gguf = pathlib.Path(gguf)
-    lm = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    return cut_layers(lm, layers)
+    lm = cut_layers(AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32),
+                    layers)
+    # transformers marks a GGUF-loaded model as quantized (not savable): rebuild a plain one
+    cfg = lm.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    plain.load_state_dict(lm.state_dict())
+    return plain
 
 
 def cut_layers(lm, layers: int):
