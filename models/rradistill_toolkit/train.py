@@ -13,10 +13,15 @@ training only, the Term Control Layer:
   list, so the term branch's gradients shape the shared encoder. ``--no-tcl`` trains the
   ablation (``L = L_rank(s_cls)``). Only the encoder with its [CLS] head is exported.
 
+Start: the base model's [CLS] pooler (never trained: all-MiniLM-L6-v2 uses mean pooling) is
+replaced by an orthogonal one (``reinit_pooler``) and trained with the heads at ``--head-lr``;
+left as it is, the [CLS] score hardly varies across candidates and the loss stays at ln(N).
+
 Data (``ListwiseDataset``, reusable by other students): for each labelled query, its
 candidates (the 20 of stage 3) with gains from the teacher (``losses.teacher_gains``);
 queries the teacher left with no ranked document are skipped (counted in the log).
-Tokenization is the service's: ``[CLS] query [SEP] document [SEP]`` with the model's
+``--candidates K`` trains each step on K of a query's candidates (all the teacher ranked, plus
+random others): more queries per CPU hour. Tokenization is the service's: ``[CLS] query [SEP] document [SEP]`` with the model's
 ``tokenizer.json``, only the document truncated to ``--max-length``.
 
 Resumable: a checkpoint (weights, optimizer, schedule, step) is written every
@@ -210,6 +215,22 @@ def load_student_encoder(out_dir):
     return BertForSequenceClassification.from_pretrained(os.path.join(out_dir, "encoder"), num_labels=1).eval()
 
 
+def _is_head(name: str) -> bool:
+    """The score heads, trained at ``--head-lr``: the TCL, and the [CLS] head (pooler + linear)."""
+    return name.startswith("tcl") or "classifier" in name or ".pooler." in name
+
+
+def reinit_pooler(model: RRABert) -> None:
+    """all-MiniLM-L6-v2 was trained with mean pooling: its [CLS] pooler was never trained and is
+    near zero (weights std ~0.009, pre-activation ~0.05), so the [CLS] score barely varies across
+    candidates and the listwise loss sits at ln(N) for hundreds of steps. An orthogonal pooler
+    passes the [CLS] state through unshrunk (tanh stays unsaturated: |pre-activation| ~0.4)."""
+    dense = model.encoder.bert.pooler.dense
+    with torch.no_grad():
+        nn.init.orthogonal_(dense.weight)
+        dense.bias.zero_()
+
+
 def train(args) -> dict:
     from . import assets
 
@@ -223,9 +244,11 @@ def train(args) -> dict:
         raise SystemExit(f"no trainable queries in {args.labels} (train split, with a ranked document)")
     tok = load_tokenizer(os.path.join(base, "tokenizer.json"), args.max_length)
     model = RRABert(base, use_tcl=not args.no_tcl)
+    if args.reinit_pooler:
+        reinit_pooler(model)
     model.train()
-    head = [p for n, p in model.named_parameters() if n.startswith("tcl") or "classifier" in n]
-    body = [p for n, p in model.named_parameters() if not (n.startswith("tcl") or "classifier" in n)]
+    head = [p for n, p in model.named_parameters() if _is_head(n)]
+    body = [p for n, p in model.named_parameters() if not _is_head(n)]
     opt = torch.optim.AdamW([{"params": body, "lr": args.lr}, {"params": head, "lr": args.head_lr}],
                             weight_decay=0.01)
     steps_per_epoch = math.ceil(len(ds) / args.queries_per_step)
@@ -247,7 +270,8 @@ def train(args) -> dict:
     config = {"base": "all-MiniLM-L6-v2", "labels": os.path.basename(args.labels), "tcl": not args.no_tcl,
               "tcl_weight": args.tcl_weight, "loss": args.loss, "max_length": args.max_length,
               "queries": len(ds), "skipped_no_ranked": ds.skipped_no_ranked, "epochs": args.epochs,
-              "steps": total, "queries_per_step": args.queries_per_step, "lr": args.lr, "seed": args.seed}
+              "steps": total, "queries_per_step": args.queries_per_step, "candidates": args.candidates, "reinit_pooler": args.reinit_pooler,
+              "lr": args.lr, "head_lr": args.head_lr, "seed": args.seed}
     print(f"train: {len(ds)} queries ({ds.skipped_no_ranked} skipped: no ranked document), "
           f"{total} steps, tcl={not args.no_tcl}", file=sys.stderr)
     os.makedirs(args.out, exist_ok=True)
@@ -261,9 +285,12 @@ def train(args) -> dict:
         idx = order[pos * args.queries_per_step: (pos + 1) * args.queries_per_step]
         items = [ds.items[i] for i in idx]
         n_docs = min(len(it["docs"]) for it in items)
-        batches = [encode_pairs(tok, it["query"], it["docs"][:n_docs], with_selection=not args.no_tcl) for it in items]
+        picks = [candidate_subset(it, n_docs, args.candidates, random.Random(f"{args.seed}-{step}-{it['qid']}"))
+                 for it in items]
+        batches = [encode_pairs(tok, it["query"], [it["docs"][j] for j in pk], with_selection=not args.no_tcl)
+                   for it, pk in zip(items, picks)]
         batch = {k: _cat_padded([b[k] for b in batches]) for k in batches[0]}
-        gains = torch.tensor([it["gains"][:n_docs] for it in items], dtype=torch.float32)
+        gains = torch.tensor([[it["gains"][j] for j in pk] for it, pk in zip(items, picks)], dtype=torch.float32)
         loss, parts = rra_loss(model, batch, gains, len(items), args.loss, args.tcl_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -273,6 +300,7 @@ def train(args) -> dict:
         step += 1
         pairs += batch["input_ids"].shape[0]
         log.write(json.dumps({"step": step, "loss": loss.item(), **parts}) + "\n")
+        log.flush()
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss):.3f}")
         if step % args.save_every == 0 or step == total:
@@ -289,6 +317,20 @@ def train(args) -> dict:
     save_student(model, args.out, config)
     print(f"train: done, {pairs} pairs in {elapsed:.0f}s; student in {args.out}", file=sys.stderr)
     return config
+
+
+def candidate_subset(item: dict, n_docs: int, k: int, rng: random.Random) -> list[int]:
+    """Indices of the candidates one step trains on: all of them when ``k`` is 0 (or not
+    smaller), else every document with a gain (the teacher's ranked ones) plus a seeded random
+    sample of the others, ``k`` in all, in their original order. Fewer pairs per query means
+    more queries per hour on a CPU; the listwise loss is defined on any subset."""
+    idx = list(range(n_docs))
+    if not k or k >= n_docs:
+        return idx
+    pos = [j for j in idx if item["gains"][j] > 0]
+    neg = [j for j in idx if item["gains"][j] <= 0]
+    keep = pos + rng.sample(neg, max(0, min(len(neg), k - len(pos))))
+    return sorted(keep)
 
 
 def _cat_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -310,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-steps", type=int, default=0)
     ap.add_argument("--max-queries", type=int, default=0)
     ap.add_argument("--queries-per-step", type=int, default=1)
+    ap.add_argument("--no-reinit-pooler", dest="reinit_pooler", action="store_false",
+                    help="keep the base model's (untrained) [CLS] pooler instead of an orthogonal one")
+    ap.add_argument("--candidates", type=int, default=0,
+                    help="candidates per query and step: the teacher's ranked ones plus random others (0: all)")
     ap.add_argument("--lr", type=float, default=4e-5)
     ap.add_argument("--head-lr", type=float, default=5e-4)
     ap.add_argument("--save-every", type=int, default=50)
