@@ -23,7 +23,8 @@ use clap::Parser;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
-use rradistill::model::encoder::{EncoderRanker, SessionOptions};
+use rradistill::model::graph::SessionOptions;
+use rradistill::model::student::StudentRanker;
 use rradistill::model::{Manifest, PreparedPair, Ranker, Truncation};
 use serde_json::json;
 
@@ -113,7 +114,7 @@ struct Batch {
 }
 
 fn bare_batches(
-    ranker: &EncoderRanker,
+    ranker: &StudentRanker,
     manifest: &Manifest,
     mix: &[(String, Vec<String>)],
     max_batch: usize,
@@ -311,11 +312,12 @@ fn main() -> anyhow::Result<()> {
     };
     rradistill::runtime::init(&args.ort_dylib_path)?;
     let manifest = Manifest::load(&args.model_dir)?;
-    let ranker = EncoderRanker::load(
+    let ranker = StudentRanker::load(
         &args.model_dir,
         &SessionOptions {
             sessions: 1,
             intra_threads: 1,
+            ..SessionOptions::default()
         },
     )?;
     let mix = request_mix(args.requests, args.documents);

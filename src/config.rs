@@ -9,6 +9,9 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::auth::{ApiKeys, Secret};
+use crate::batch::BatcherConfig;
+use crate::model::registry::{ModelDefaults, QueueLimits};
+use crate::rerank::ModelSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -24,8 +27,18 @@ pub enum LogFormat {
 )]
 pub struct Config {
     /// Model folder to serve (model.onnx, tokenizer.json, manifest.json).
-    #[arg(long, env = "MODEL_DIR")]
-    pub model_dir: PathBuf,
+    #[arg(
+        long,
+        env = "MODEL_DIR",
+        required_unless_present = "models_file",
+        conflicts_with = "models_file"
+    )]
+    pub model_dir: Option<PathBuf>,
+
+    /// Models file (TOML) listing several models, experiments and shadows (see the README);
+    /// reloaded by `POST /admin/reload` and SIGHUP.
+    #[arg(long, env = "MODELS_FILE")]
+    pub models_file: Option<PathBuf>,
 
     /// ONNX Runtime shared library to load.
     #[arg(
@@ -129,15 +142,29 @@ impl Config {
         Duration::from_secs(self.drain_timeout_secs)
     }
 
-    /// Intra-op threads per session after resolving the `0 = automatic` default.
-    pub fn resolved_intra_threads(&self) -> usize {
-        if self.intra_threads > 0 {
-            return self.intra_threads;
+    /// Where the models come from: the models file, else the one model folder.
+    pub fn model_source(&self) -> ModelSource {
+        match (&self.models_file, &self.model_dir) {
+            (Some(file), _) => ModelSource::ModelsFile(file.clone()),
+            (None, Some(dir)) => ModelSource::ModelDir(dir.clone()),
+            (None, None) => ModelSource::Fixed,
         }
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        (cores / self.sessions.max(1)).max(1)
+    }
+
+    /// What a model gets when the models file does not say.
+    pub fn model_defaults(&self) -> ModelDefaults {
+        ModelDefaults {
+            sessions: self.sessions,
+            intra_threads: self.intra_threads,
+            limits: QueueLimits {
+                batch: BatcherConfig {
+                    max_batch_tokens: self.max_batch_tokens,
+                    max_batch_size: self.max_batch_size,
+                },
+                max_concurrent_requests: self.max_concurrent_requests,
+                max_queue_tokens: self.max_queue_tokens,
+            },
+        }
     }
 
     pub fn api_keys(&self) -> ApiKeys {

@@ -9,12 +9,15 @@
 //!   the wait for scores, sorting, and the per-request metrics returned to the caller.
 //! - [`batch`]: admission control (per request and per token) and the cross-request batcher
 //!   that packs (query, document) work items into length-grouped batches for the workers.
-//! - [`model`]: the `Ranker` trait, model folders and their manifest, the encoder student
-//!   on ONNX Runtime sessions, and the registry of served models.
+//! - [`model`]: the `Ranker` trait, model folders and their manifest, the students (encoder
+//!   and decoder) on ONNX Runtime sessions and execution providers, the models file, and the
+//!   registry that routes requests to models, experiment variants and shadows.
+//! - [`agreement`]: how far two rankings agree (shadow mode's metrics).
 //! - [`cache`], [`metrics`]: the score cache and the Prometheus metrics.
 //! - [`auth`]: API keys (client and admin), checked in constant time.
 //! - [`runtime`], [`config`], [`server`]: loading ONNX Runtime, the CLI, start-up and drain.
 
+pub mod agreement;
 pub mod api;
 pub mod auth;
 pub mod batch;

@@ -32,6 +32,11 @@ pub struct Metrics {
     pub cache_misses: IntCounterVec,
     pub items_dropped: IntCounterVec,
     pub batch_failures: IntCounterVec,
+    pub experiment_requests: IntCounterVec,
+    pub shadow_comparisons: IntCounterVec,
+    pub shadow_top1_agreements: IntCounterVec,
+    pub shadow_kendall_tau: HistogramVec,
+    pub reloads: IntCounterVec,
 }
 
 /// The handles of one model, label already applied.
@@ -139,6 +144,35 @@ impl Metrics {
                 &["model"],
             ),
             batch_failures: counter("rradistill_batch_failures", "Batches whose inference failed", &["model"]),
+            experiment_requests: counter(
+                "rradistill_experiment_requests",
+                "Re-rank requests an experiment routed, by variant and how it was assigned (sticky, random, forced)",
+                &["experiment", "variant", "by"],
+            ),
+            shadow_comparisons: counter(
+                "rradistill_shadow_comparisons",
+                "Requests scored again by a shadow model, by outcome (compared, skipped_overloaded, failed)",
+                &["model", "shadow", "outcome"],
+            ),
+            shadow_top1_agreements: counter(
+                "rradistill_shadow_top1_agreements",
+                "Shadow comparisons where both models ranked the same document first",
+                &["model", "shadow"],
+            ),
+            shadow_kendall_tau: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "rradistill_shadow_kendall_tau",
+                        "Kendall tau-b between the served ranking and the shadow model's",
+                    )
+                    .buckets(linear_buckets(-0.9, 0.1, 19).expect("static buckets")),
+                    &["model", "shadow"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            reloads: counter("rradistill_reloads", "Model reloads, by outcome (ok, failed)", &["outcome"]),
             registry,
         }
     }

@@ -11,18 +11,31 @@
 //!    giving up drops the request's items from the queue);
 //! 6. fill the cache, apply the score activation, sort by score (ties by index), cut to
 //!    `top_n`, and report what the request cost in [`RerankMeta`].
+//!
+//! Step 1 routes through the registry (a model by name, or an experiment's variant); after
+//! step 6 a sampled share of a model's requests may be scored again by its shadow model in
+//! the background, and the agreement of the two rankings exported as metrics. The registry
+//! is swapped whole on reload ([`RerankService::reload`]); a request keeps the model it was
+//! routed to until it finishes.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::batch::{AdmissionError, WorkItem};
 use crate::cache::{CachedScore, ScoreCache};
 use crate::metrics::Metrics;
-use crate::model::registry::{Registry, ServedModel, UnknownModel};
+use crate::model::catalog::Catalog;
+use crate::model::registry::{
+    Assignment, ModelDefaults, Registry, ReloadReport, RouteError, RoutingHints, ServedModel,
+    UnknownModel,
+};
 use crate::model::{RankError, Truncation};
 
 /// Request limits that do not depend on the model.
@@ -47,6 +60,8 @@ pub struct RerankJob {
     pub top_n: Option<usize>,
     pub raw_scores: bool,
     pub truncation: Truncation,
+    /// Who is asking (experiment stickiness) and any forced variant.
+    pub routing: RoutingHints,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -74,8 +89,14 @@ pub struct RerankMeta {
 pub struct RerankOutcome {
     pub model: String,
     pub model_version: String,
+    /// Where the model ran (`cpu`, `cuda`, `tensorrt`).
+    pub execution_provider: String,
     pub results: Vec<RankedDocument>,
     pub meta: RerankMeta,
+    /// The experiment and variant, when an experiment routed the request.
+    pub assignment: Option<Assignment>,
+    /// Every document's raw score, by index (before `top_n`), for the shadow comparison.
+    logits: Vec<f32>,
 }
 
 /// Why a request failed; the API layer maps each kind to exactly one HTTP status.
@@ -117,6 +138,15 @@ impl RerankError {
     }
 }
 
+impl From<RouteError> for RerankError {
+    fn from(error: RouteError) -> Self {
+        match error {
+            RouteError::UnknownModel(unknown) => RerankError::UnknownModel(unknown),
+            other => RerankError::Validation(other.to_string()),
+        }
+    }
+}
+
 impl From<RankError> for RerankError {
     fn from(error: RankError) -> Self {
         match error {
@@ -138,12 +168,48 @@ impl From<AdmissionError> for RerankError {
     }
 }
 
+/// Where the registry comes from, so it can be read again on reload.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// `--models-file`: the models file.
+    ModelsFile(PathBuf),
+    /// `--model-dir`: one model folder.
+    ModelDir(PathBuf),
+    /// Built in code (benchmarks, tests): nothing to reload from.
+    Fixed,
+}
+
+impl ModelSource {
+    pub fn catalog(&self) -> anyhow::Result<Catalog> {
+        match self {
+            ModelSource::ModelsFile(path) => Catalog::load(path),
+            ModelSource::ModelDir(dir) => Catalog::single(dir)
+                .with_context(|| format!("cannot serve the model in {}", dir.display())),
+            ModelSource::Fixed => {
+                anyhow::bail!("this service was built in code; nothing to reload")
+            }
+        }
+    }
+}
+
+/// What requests need besides the registry; cheap to clone into a background task.
+#[derive(Clone)]
+struct Core {
+    cache: ScoreCache,
+    metrics: Metrics,
+    limits: Limits,
+}
+
 /// The serving core shared by every API dialect.
 pub struct RerankService {
-    pub registry: Registry,
+    registry: ArcSwap<Registry>,
     pub cache: ScoreCache,
     pub metrics: Metrics,
     pub limits: Limits,
+    source: ModelSource,
+    defaults: Option<ModelDefaults>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
     accepting: AtomicBool,
 }
 
@@ -155,11 +221,61 @@ impl RerankService {
         limits: Limits,
     ) -> RerankService {
         RerankService {
-            registry,
+            registry: ArcSwap::from_pointee(registry),
             cache,
             metrics,
             limits,
+            source: ModelSource::Fixed,
+            defaults: None,
+            reloading: tokio::sync::Mutex::new(()),
             accepting: AtomicBool::new(true),
+        }
+    }
+
+    /// A service that can reload its models from `source` with `defaults`.
+    pub fn reloadable(mut self, source: ModelSource, defaults: ModelDefaults) -> RerankService {
+        self.source = source;
+        self.defaults = Some(defaults);
+        self
+    }
+
+    /// The registry in force now.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.load_full()
+    }
+
+    /// Reads the models file (or model folder) again and swaps in a registry built from it:
+    /// unchanged models are kept, changed and new ones loaded and warmed up beside the old
+    /// ones. If anything fails to load or validate, nothing changes and the error says why.
+    pub async fn reload(&self) -> anyhow::Result<ReloadReport> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let defaults = self
+            .defaults
+            .context("this service was built in code; nothing to reload")?;
+        let source = self.source.clone();
+        let metrics = self.metrics.clone();
+        let previous = self.registry();
+        let (registry, report) = tokio::task::spawn_blocking(move || {
+            let catalog = source.catalog()?;
+            Registry::load(&catalog, &defaults, &metrics, Some(&previous))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("reload task failed: {e}"))??;
+        self.registry.store(Arc::new(registry));
+        self.metrics.reloads.with_label_values(&["ok"]).inc();
+        Ok(report)
+    }
+
+    /// Counts a failed reload (the caller reports the error).
+    pub fn record_failed_reload(&self) {
+        self.metrics.reloads.with_label_values(&["failed"]).inc();
+    }
+
+    fn core(&self) -> Core {
+        Core {
+            cache: self.cache.clone(),
+            metrics: self.metrics.clone(),
+            limits: self.limits,
         }
     }
 
@@ -184,20 +300,53 @@ impl RerankService {
 
     pub async fn rerank(&self, job: RerankJob) -> Result<RerankOutcome, RerankError> {
         let started = Instant::now();
-        let model = match self.registry.get(job.model.as_deref()) {
-            Ok(model) => model,
-            Err(unknown) => {
-                self.record_refused("model_not_found");
-                return Err(unknown.into());
+        let registry = self.registry();
+        let routed = match registry.route(job.model.as_deref(), &job.routing) {
+            Ok(routed) => routed,
+            Err(error) => {
+                let error = RerankError::from(error);
+                self.record_refused(error.kind());
+                return Err(error);
             }
         };
-        let name = model.ranker.descriptor().name.clone();
+        let model = routed.model;
+        let name = model.name().to_string();
         self.metrics.request_count.with_label_values(&[&name]).inc();
+        if let Some(assignment) = &routed.assignment {
+            self.metrics
+                .experiment_requests
+                .with_label_values(&[
+                    &assignment.experiment,
+                    &assignment.variant,
+                    assignment.by.as_str(),
+                ])
+                .inc();
+        }
         let deadline = Duration::from_millis(self.limits.request_timeout_ms);
-        let outcome = match tokio::time::timeout(deadline, self.run(&model, job, started)).await {
+        let core = self.core();
+        let run = async {
+            validate(&job, &self.limits)?;
+            if !self.is_accepting() {
+                return Err(RerankError::Unavailable(
+                    "the service is shutting down; retry on another instance".into(),
+                ));
+            }
+            core.run(&model, &job, started).await
+        };
+        let mut outcome = match tokio::time::timeout(deadline, run).await {
             Ok(outcome) => outcome,
             Err(_) => Err(RerankError::Timeout(self.limits.request_timeout_ms)),
         };
+        if let Ok(outcome) = &mut outcome {
+            outcome.assignment = routed.assignment;
+            if let Some((shadow, rate)) = registry.shadow_of(&name) {
+                if rate > 0.0 && rand::random::<f64>() < rate {
+                    let primary = outcome.logits.clone();
+                    let job = job.clone();
+                    tokio::spawn(core.compare_with_shadow(name.clone(), shadow, job, primary));
+                }
+            }
+        }
         self.metrics
             .request_duration
             .with_label_values(&[&name])
@@ -216,20 +365,68 @@ impl RerankService {
         }
         outcome
     }
+}
+
+impl Core {
+    /// Scores `job`'s documents with `model` off the response path and records how far its
+    /// ranking agrees with the primary's (`primary`: raw scores by index).
+    async fn compare_with_shadow(
+        self,
+        primary_name: String,
+        shadow: Arc<ServedModel>,
+        job: RerankJob,
+        primary: Vec<f32>,
+    ) {
+        let labels = [primary_name.as_str(), shadow.name()];
+        let deadline = Duration::from_millis(self.limits.request_timeout_ms);
+        let outcome = tokio::time::timeout(deadline, self.run(&shadow, &job, Instant::now())).await;
+        let outcome = match outcome {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(error)) => {
+                let kind = if matches!(error, RerankError::Overloaded { .. }) {
+                    "skipped_overloaded"
+                } else {
+                    "failed"
+                };
+                self.metrics
+                    .shadow_comparisons
+                    .with_label_values(&[labels[0], labels[1], kind])
+                    .inc();
+                tracing::debug!(primary = labels[0], shadow = labels[1], %error, "shadow scoring did not finish");
+                return;
+            }
+            Err(_) => {
+                self.metrics
+                    .shadow_comparisons
+                    .with_label_values(&[labels[0], labels[1], "failed"])
+                    .inc();
+                return;
+            }
+        };
+        let agreement = crate::agreement::compare(&primary, &outcome.logits);
+        self.metrics
+            .shadow_comparisons
+            .with_label_values(&[labels[0], labels[1], "compared"])
+            .inc();
+        self.metrics
+            .shadow_kendall_tau
+            .with_label_values(&labels)
+            .observe(agreement.kendall_tau);
+        if agreement.top1_agrees {
+            self.metrics
+                .shadow_top1_agreements
+                .with_label_values(&labels)
+                .inc();
+        }
+    }
 
     async fn run(
         &self,
         model: &Arc<ServedModel>,
-        job: RerankJob,
+        job: &RerankJob,
         started: Instant,
     ) -> Result<RerankOutcome, RerankError> {
-        validate(&job, &self.limits)?;
-        if !self.is_accepting() {
-            return Err(RerankError::Unavailable(
-                "the service is shutting down; retry on another instance".into(),
-            ));
-        }
-        let descriptor = model.ranker.descriptor().clone();
+        let descriptor = model.descriptor.clone();
         let labels = [descriptor.name.as_str()];
         let max_query_tokens = match self.limits.max_query_tokens {
             0 => descriptor.max_sequence_length / 2,
@@ -255,7 +452,7 @@ impl RerankService {
                 .map(|d| {
                     ScoreCache::key(
                         &descriptor.name,
-                        &descriptor.version,
+                        &descriptor.fingerprint,
                         &job.query,
                         d,
                         &job.truncation,
@@ -391,6 +588,7 @@ impl RerankService {
 
         // 6. Cache, activation, order, cut.
         let mut results = Vec::with_capacity(count);
+        let mut all_logits = Vec::with_capacity(count);
         for (index, logit) in logits.into_iter().enumerate() {
             let logit = logit
                 .ok_or_else(|| RerankError::Inference(format!("no score for document {index}")))?;
@@ -404,6 +602,7 @@ impl RerankService {
                     self.cache.insert(key, entry);
                 }
             }
+            all_logits.push(logit);
             let score = if job.raw_scores {
                 logit
             } else {
@@ -436,8 +635,11 @@ impl RerankService {
         Ok(RerankOutcome {
             model: descriptor.name,
             model_version: descriptor.version,
+            execution_provider: descriptor.execution_provider,
             results,
             meta,
+            assignment: None,
+            logits: all_logits,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Start-up and shutdown.
 //!
-//! Start-up loads ONNX Runtime, then the model (validated and warmed up), and only then
+//! Start-up loads ONNX Runtime, then the models (validated and warmed up), and only then
 //! binds the HTTP and gRPC ports, so a process that listens is a process that can serve; any failure on
 //! the way is an error naming what to fix and a non-zero exit. Shutdown on SIGTERM/SIGINT:
 //! `/ready` turns 503 and new re-rank requests are refused, connections stop being accepted,
@@ -17,36 +17,24 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
-use crate::batch::BatcherConfig;
 use crate::cache::ScoreCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::model::encoder::SessionOptions;
-use crate::model::registry::{QueueLimits, Registry};
+use crate::model::registry::Registry;
 use crate::rerank::{Limits, RerankService};
 use crate::runtime;
 
-/// Loads the runtime and the model and builds the serving core. Blocking (seconds).
+/// Loads the runtime and the models and builds the serving core. Blocking (seconds).
 pub fn build_service(config: &Config) -> Result<Arc<RerankService>> {
     config
         .validate()
         .map_err(|e| anyhow!("invalid configuration: {e}"))?;
     runtime::init(&config.ort_dylib_path)?;
     let metrics = Metrics::new();
-    let sessions = SessionOptions {
-        sessions: config.sessions,
-        intra_threads: config.resolved_intra_threads(),
-    };
-    let limits = QueueLimits {
-        batch: BatcherConfig {
-            max_batch_tokens: config.max_batch_tokens,
-            max_batch_size: config.max_batch_size,
-        },
-        max_concurrent_requests: config.max_concurrent_requests,
-        max_queue_tokens: config.max_queue_tokens,
-    };
-    let registry = Registry::load_single(&config.model_dir, &sessions, limits, &metrics)
-        .with_context(|| format!("cannot serve the model in {}", config.model_dir.display()))?;
+    let source = config.model_source();
+    let defaults = config.model_defaults();
+    let catalog = source.catalog()?;
+    let (registry, _) = Registry::load(&catalog, &defaults, &metrics, None)?;
     let cache = ScoreCache::new(
         config.cache_capacity,
         std::time::Duration::from_secs(config.cache_ttl_secs),
@@ -57,9 +45,9 @@ pub fn build_service(config: &Config) -> Result<Arc<RerankService>> {
         max_body_bytes: config.max_body_bytes,
         request_timeout_ms: config.request_timeout_ms,
     };
-    Ok(Arc::new(RerankService::new(
-        registry, cache, metrics, limits,
-    )))
+    Ok(Arc::new(
+        RerankService::new(registry, cache, metrics, limits).reloadable(source, defaults),
+    ))
 }
 
 /// A server running in this process (used by `main` and by the integration tests).
@@ -207,7 +195,7 @@ async fn serve(
     }
     service.stop_accepting();
     let drained = service.clone();
-    tokio::task::spawn_blocking(move || drained.registry.shutdown())
+    tokio::task::spawn_blocking(move || drained.registry().shutdown())
         .await
         .ok();
     tracing::info!("shut down");
@@ -220,15 +208,48 @@ pub async fn run(config: Config) -> Result<()> {
     let service = tokio::task::spawn_blocking(move || build_service(&build_config))
         .await
         .map_err(|e| anyhow!("start-up task failed: {e}"))??;
-    for model in service.registry.models() {
-        let d = model.ranker.descriptor();
+    for model in service.registry().models() {
+        let d = &model.descriptor;
         tracing::info!(model = %d.name, version = %d.version, provider = %d.execution_provider,
             sessions = d.sessions, intra_threads = d.intra_threads, "model loaded and warm");
     }
     let server = start(&config, service).await?;
     tracing::info!(http = %server.addr, grpc = %server.grpc_addr, "ready");
+    let reloader = tokio::spawn(reload_on_sighup(server.service.clone()));
     shutdown_signal().await;
+    reloader.abort();
     server.shutdown().await
+}
+
+/// SIGHUP reloads the models, as `POST /admin/reload` does.
+async fn reload_on_sighup(service: Arc<RerankService>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; reload with POST /admin/reload");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the models");
+            match service.reload().await {
+                Ok(report) => tracing::info!(kept = ?report.kept, loaded = ?report.loaded,
+                    removed = ?report.removed, "models reloaded"),
+                Err(error) => {
+                    service.record_failed_reload();
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "reload failed; the previous models keep serving"
+                    )
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = service;
 }
 
 async fn shutdown_signal() {

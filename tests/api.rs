@@ -539,7 +539,7 @@ async fn every_bad_request_gets_a_precise_error() {
 async fn a_full_queue_answers_429_at_once_and_oversized_requests_413() {
     let server = TestServer::start(&["--max-queue-tokens", "2000", "--cache-capacity", "0"]).await;
     let service = server.service();
-    let model = service.registry.get(None).unwrap();
+    let model = service.registry().get(None).unwrap();
     // Another client's work holds most of the token budget.
     let held = model.admission.try_admit(1900).unwrap();
     let docs = documents(10, 5);

@@ -144,7 +144,7 @@ async fn errors_map_to_grpc_codes_with_rest_messages() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 
-    let model = server.service().registry.get(None).unwrap();
+    let model = server.service().registry().get(None).unwrap();
     let held = model.admission.try_admit(2990).unwrap();
     let status = grpc
         .rerank(request("q", &documents(5, 1)))

@@ -10,7 +10,8 @@ use std::time::Instant;
 use proptest::prelude::*;
 use rradistill::batch::{Batcher, BatcherConfig, WorkItem};
 use rradistill::metrics::Metrics;
-use rradistill::model::encoder::{EncoderRanker, SessionOptions};
+use rradistill::model::graph::SessionOptions;
+use rradistill::model::student::StudentRanker;
 use rradistill::model::{Ranker, Truncation};
 use tokio::sync::mpsc;
 
@@ -20,11 +21,12 @@ fn ranker(sessions: usize) -> Arc<dyn Ranker> {
         rradistill::runtime::init(&common::ort_library()).unwrap();
         let load = |sessions| -> Arc<dyn Ranker> {
             Arc::new(
-                EncoderRanker::load(
+                StudentRanker::load(
                     &common::encoder_fixture(),
                     &SessionOptions {
                         sessions,
                         intra_threads: 1,
+                        ..SessionOptions::default()
                     },
                 )
                 .unwrap(),

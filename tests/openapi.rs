@@ -202,16 +202,21 @@ async fn every_endpoint_answers_as_documented() {
     let ct = "application/json";
     let docs = documents(6, 21);
 
-    for path in ["/health", "/ready", "/info", "/metrics", "/openapi.json"] {
+    for path in [
+        "/health",
+        "/ready",
+        "/info",
+        "/v1/models",
+        "/metrics",
+        "/openapi.json",
+    ] {
         assert_eq!(checker.call(&server, "get", path, None, ct).await, 200);
     }
-    // Admin endpoints are off without ADMIN_API_KEY (their on-state is in tests/auth.rs).
-    assert_eq!(
-        checker
-            .call(&server, "post", "/admin/cache/clear", None, ct)
-            .await,
-        404
-    );
+    // Admin endpoints are off without ADMIN_API_KEY (their on-state is in tests/auth.rs and
+    // tests/models.rs).
+    for path in ["/admin/cache/clear", "/admin/reload"] {
+        assert_eq!(checker.call(&server, "post", path, None, ct).await, 404);
+    }
     for path in ["/v1/rerank", "/v2/rerank"] {
         let ok = json!({"query": "locale", "documents": [docs[0], {"text": docs[1]}], "return_documents": true, "top_n": 1});
         assert_eq!(checker.call(&server, "post", path, j(ok), ct).await, 200);
@@ -343,7 +348,7 @@ async fn every_endpoint_answers_as_documented() {
     );
 
     // 429 while another client's work holds the token budget.
-    let model = server.service().registry.get(None).unwrap();
+    let model = server.service().registry().get(None).unwrap();
     let held = model.admission.try_admit(4990).unwrap();
     for path in ["/v1/rerank", "/v2/rerank"] {
         assert_eq!(

@@ -2,12 +2,14 @@
 //! (`ADMIN_API_KEY`) and answer 404 when none is configured (see [`crate::auth`]).
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
-use super::AppState;
+use super::{ApiError, AppState};
+use crate::model::registry::ReloadReport;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CacheCleared {
@@ -26,4 +28,34 @@ pub async fn clear_cache(State(state): State<AppState>) -> Json<CacheCleared> {
     let entries_removed = state.service.cache.clear();
     tracing::info!(entries_removed, "score cache cleared by an admin request");
     Json(CacheCleared { entries_removed })
+}
+
+/// Reloads the models file (or model folder), as SIGHUP does: changed and new models are
+/// loaded and warmed beside the old ones and swapped in atomically, without dropping a
+/// request in flight; if any fails to load or validate, nothing changes (409, saying why).
+#[utoipa::path(post, path = "/admin/reload", tag = "admin",
+    responses(
+        (status = 200, description = "The new models serve", body = ReloadReport),
+        (status = 401, description = "No key, or an unknown key", body = ErrorBody),
+        (status = 403, description = "A client key, not an admin key", body = ErrorBody),
+        (status = 404, description = "Admin endpoints are off (no ADMIN_API_KEY)", body = ErrorBody),
+        (status = 409, description = "The new models failed to load; the old ones keep serving", body = ErrorBody)))]
+pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadReport>, ApiError> {
+    match state.service.reload().await {
+        Ok(report) => {
+            tracing::info!(kept = ?report.kept, loaded = ?report.loaded, removed = ?report.removed,
+                "models reloaded by an admin request");
+            Ok(Json(report))
+        }
+        Err(error) => {
+            state.service.record_failed_reload();
+            let message = format!("reload failed; the previous models keep serving: {error:#}");
+            tracing::error!(error = %message, "reload failed");
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "reload_failed",
+                message,
+            ))
+        }
+    }
 }

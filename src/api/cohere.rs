@@ -18,7 +18,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
-use super::{add_timing_headers, at_least_one, parse, ApiError, AppState, REQUEST_ID};
+use super::{
+    add_outcome_headers, at_least_one, parse, routing_hints, ApiError, AppState, REQUEST_ID,
+};
+use crate::model::registry::Assignment;
 use crate::model::Truncation;
 use crate::rerank::{RerankJob, RerankMeta};
 
@@ -48,6 +51,10 @@ pub struct CohereRequest {
     /// The model's logit instead of the sigmoid score in 0..1.
     #[serde(default)]
     pub raw_scores: bool,
+    /// A user or session id: requests with the same one get the same experiment variant
+    /// (hashed, never stored). `x-user-id` / `x-session-id` headers work too.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// How a document may be sent (schema only; parsing is [`DocumentInput`]'s).
@@ -125,6 +132,9 @@ pub struct DocumentText {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CohereMeta {
     pub model_version: String,
+    /// The experiment and variant, when the request named (or defaulted to) an experiment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<Assignment>,
     #[serde(flatten)]
     pub cost: RerankMetaWire,
 }
@@ -247,6 +257,7 @@ async fn rerank(
             max_document_tokens,
             ..Truncation::default()
         },
+        routing: routing_hints(&headers, request.user),
     };
     let outcome = state.service.rerank(job).await?;
 
@@ -268,10 +279,11 @@ async fn rerank(
         .collect();
     let body = CohereResponse {
         id,
-        model: outcome.model,
+        model: outcome.model.clone(),
         results,
         meta: CohereMeta {
-            model_version: outcome.model_version,
+            model_version: outcome.model_version.clone(),
+            experiment: outcome.assignment.clone(),
             cost: (&outcome.meta).into(),
         },
         usage: Usage {
@@ -279,6 +291,6 @@ async fn rerank(
         },
     };
     let mut response = Json(body).into_response();
-    add_timing_headers(&mut response, &outcome.meta);
+    add_outcome_headers(&mut response, &outcome);
     Ok(response)
 }

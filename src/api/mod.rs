@@ -40,7 +40,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::ApiKeys;
-use crate::rerank::{Limits, RerankMeta, RerankService};
+use crate::model::registry::RoutingHints;
+use crate::rerank::{Limits, RerankMeta, RerankOutcome, RerankService};
 
 pub use error::{ApiError, Dialect, ErrorBody, TeiErrorBody};
 
@@ -88,9 +89,11 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::info))
+        .routes(routes!(ops::models))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(admin::clear_cache))
+        .routes(routes!(admin::reload))
         .split_for_parts()
 }
 
@@ -244,7 +247,49 @@ pub fn request_id(id: Option<&RequestId>) -> String {
 }
 
 /// TEI's timing headers (milliseconds) on a re-rank response.
-pub fn add_timing_headers(response: &mut Response, meta: &RerankMeta) {
+/// Headers that route a request in an experiment: a user or session id (sticky assignment,
+/// when the body has no `user`) and a forced variant (debugging).
+pub const USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+pub const FORCE_VARIANT: HeaderName = HeaderName::from_static("x-rradistill-variant");
+
+/// Who is asking (body `user`, else `x-user-id`, else `x-session-id`) and any forced variant.
+pub fn routing_hints(headers: &axum::http::HeaderMap, user: Option<String>) -> RoutingHints {
+    let header = |name: &HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    RoutingHints {
+        unit: user
+            .filter(|u| !u.is_empty())
+            .or_else(|| header(&USER_ID))
+            .or_else(|| header(&SESSION_ID)),
+        forced_variant: header(&FORCE_VARIANT),
+    }
+}
+
+/// TEI's timing headers, and the experiment's assignment when one routed the request.
+pub fn add_outcome_headers(response: &mut Response, outcome: &RerankOutcome) {
+    add_timing_headers(response, &outcome.meta, &outcome.execution_provider);
+    if let Some(a) = &outcome.assignment {
+        let headers = response.headers_mut();
+        for (name, value) in [
+            ("x-rradistill-experiment", a.experiment.as_str()),
+            ("x-rradistill-variant", a.variant.as_str()),
+            ("x-rradistill-assigned-by", a.by.as_str()),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
+}
+
+fn add_timing_headers(response: &mut Response, meta: &RerankMeta, provider: &str) {
     let headers = response.headers_mut();
     let mut put = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -252,7 +297,7 @@ pub fn add_timing_headers(response: &mut Response, meta: &RerankMeta) {
         }
     };
     let ms = |v: f64| format!("{}", v.round() as u64);
-    put("x-compute-type", "cpu".into());
+    put("x-compute-type", provider.to_string());
     put(
         "x-compute-time",
         ms(meta.tokenization_ms + meta.inference_ms),

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::model::catalog::{ExperimentEntry, ShadowEntry, VariantEntry};
 use crate::model::ModelDescriptor;
 use crate::rerank::Limits;
 use crate::runtime::ORT_VERSION;
@@ -94,9 +95,13 @@ pub struct InfoBody {
     pub service: String,
     pub version: String,
     pub onnxruntime_version: String,
-    /// The model used when a request names none.
+    /// The model (or experiment) used when a request names none.
     pub default_model: Option<String>,
     pub models: Vec<ServedModelInfo>,
+    /// Experiments: requests naming one are split between its variants by weight.
+    pub experiments: Vec<ExperimentEntry>,
+    /// Shadow comparisons: a sample of a model's requests also scored by another.
+    pub shadows: Vec<ShadowEntry>,
     pub limits: Limits,
     pub cache: CacheInfo,
     pub auth: AuthInfo,
@@ -108,14 +113,14 @@ pub struct InfoBody {
     responses((status = 200, description = "What is served, and the limits", body = InfoBody)))]
 pub async fn info(State(state): State<AppState>) -> Json<InfoBody> {
     let service = &state.service;
-    let models = service
-        .registry
+    let registry = service.registry();
+    let models = registry
         .models()
         .iter()
         .map(|m| {
             let batch = m.batcher.config();
             ServedModelInfo {
-                model: m.ranker.descriptor().clone(),
+                model: m.descriptor.clone(),
                 batching: BatchingInfo {
                     max_batch_tokens: batch.max_batch_tokens,
                     max_batch_size: batch.max_batch_size,
@@ -133,8 +138,10 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoBody> {
         service: "rradistill".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         onnxruntime_version: ORT_VERSION.into(),
-        default_model: service.registry.names().into_iter().next(),
+        default_model: registry.default_name(),
         models,
+        experiments: registry.experiments().to_vec(),
+        shadows: registry.shadows().to_vec(),
         limits: service.limits,
         cache: CacheInfo {
             enabled: service.cache.enabled(),
@@ -145,6 +152,62 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoBody> {
             admin_endpoints: state.keys.admin_enabled(),
         },
         uptime_secs: state.started.elapsed().as_secs(),
+    })
+}
+
+/// One entry of `/v1/models` (the OpenAI / Infinity list shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelListEntry {
+    /// The name requests put in `model`.
+    pub id: String,
+    /// `model`, or `experiment` for a name that splits traffic between models.
+    pub object: String,
+    pub owned_by: String,
+    /// The model's details (absent for experiments).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<ModelDescriptor>,
+    /// An experiment's variants (absent for models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<VariantEntry>>,
+    /// Whether a request without `model` lands here.
+    pub default: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    pub object: String,
+    pub data: Vec<ModelListEntry>,
+}
+
+/// The names a request may put in `model`: every model served, and every experiment.
+#[utoipa::path(get, path = "/v1/models", tag = "operations",
+    responses((status = 200, description = "Models and experiments", body = ModelList)))]
+pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
+    let registry = state.service.registry();
+    let default = registry.default_name();
+    let mut data: Vec<ModelListEntry> = registry
+        .models()
+        .iter()
+        .map(|m| ModelListEntry {
+            id: m.name().to_string(),
+            object: "model".into(),
+            owned_by: "rradistill".into(),
+            details: Some(m.descriptor.clone()),
+            variants: None,
+            default: default.as_deref() == Some(m.name()),
+        })
+        .collect();
+    data.extend(registry.experiments().iter().map(|e| ModelListEntry {
+        id: e.name.clone(),
+        object: "experiment".into(),
+        owned_by: "rradistill".into(),
+        details: None,
+        variants: Some(e.variants.clone()),
+        default: default.as_deref() == Some(e.name.as_str()),
+    }));
+    Json(ModelList {
+        object: "list".into(),
+        data,
     })
 }
 

@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::TeiErrorBody;
-use super::{add_timing_headers, at_least_one, parse, ApiError, AppState, Dialect};
+use super::{add_outcome_headers, at_least_one, parse, routing_hints, ApiError, AppState, Dialect};
 use crate::model::{Truncation, TruncationSide};
 use crate::rerank::RerankJob;
 
@@ -57,6 +58,10 @@ pub struct TeiRequest {
     #[serde(default, deserialize_with = "super::whole_number")]
     #[schema(minimum = 1)]
     pub top_n: Option<i64>,
+    /// A user or session id for sticky experiment assignment (or `x-user-id` /
+    /// `x-session-id`); hashed, never stored.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// One text's result.
@@ -84,15 +89,17 @@ pub struct TeiRank {
     ))]
 pub async fn rerank(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<TeiRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    handle(state, body)
+    handle(state, headers, body)
         .await
         .map_err(|e| e.in_dialect(Dialect::Tei))
 }
 
 async fn handle(
     state: AppState,
+    headers: HeaderMap,
     body: Result<Json<TeiRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = parse(&state, body)?;
@@ -103,6 +110,7 @@ async fn handle(
         TruncationDirection::Left => TruncationSide::Left,
     };
     let job = RerankJob {
+        routing: routing_hints(&headers, request.user.clone()),
         model: request.model,
         query: request.query,
         documents: texts.clone(),
@@ -125,6 +133,6 @@ async fn handle(
         })
         .collect();
     let mut response = Json(ranks).into_response();
-    add_timing_headers(&mut response, &outcome.meta);
+    add_outcome_headers(&mut response, &outcome);
     Ok(response)
 }

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use crate::metrics::ModelMetrics;
 use crate::model::{PreparedPair, RankError, Ranker};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatcherConfig {
     /// Most tokens in one batch, padding included.
     pub max_batch_tokens: usize,

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::auth::ApiKeys;
+use crate::model::registry::RoutingHints;
 use crate::model::{Truncation, TruncationSide};
 use crate::rerank::{RerankError, RerankJob, RerankOutcome, RerankService};
 
@@ -79,6 +80,11 @@ fn job_from(request: &pb::RerankRequest) -> Result<(RerankJob, Arc<Vec<String>>)
             side,
             max_document_tokens: request.max_tokens_per_doc.map(|n| n as usize),
         },
+        routing: RoutingHints {
+            unit: (!request.user.is_empty()).then(|| request.user.clone()),
+            forced_variant: (!request.force_variant.is_empty())
+                .then(|| request.force_variant.clone()),
+        },
     };
     Ok((job, documents))
 }
@@ -91,6 +97,7 @@ fn response_from(
 ) -> pb::RerankResponse {
     let ns = |ms: f64| (ms * 1e6).round() as u64;
     let m = &outcome.meta;
+    let assignment = outcome.assignment;
     pb::RerankResponse {
         id,
         model: outcome.model,
@@ -116,6 +123,18 @@ fn response_from(
             total_time_ns: ns(m.total_ms),
             model_version: outcome.model_version,
         }),
+        experiment: assignment
+            .as_ref()
+            .map(|a| a.experiment.clone())
+            .unwrap_or_default(),
+        variant: assignment
+            .as_ref()
+            .map(|a| a.variant.clone())
+            .unwrap_or_default(),
+        assigned_by: assignment
+            .as_ref()
+            .map(|a| a.by.as_str().to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -214,12 +233,12 @@ impl Rerank for GrpcRerank {
         _request: Request<pb::InfoRequest>,
     ) -> Result<Response<pb::InfoResponse>, Status> {
         let service = &self.service;
-        let models = service
-            .registry
+        let registry = service.registry();
+        let models = registry
             .models()
             .iter()
             .map(|m| {
-                let d = m.ranker.descriptor();
+                let d = &m.descriptor;
                 let batch = m.batcher.config();
                 pb::ModelInfo {
                     name: d.name.clone(),
@@ -238,12 +257,7 @@ impl Rerank for GrpcRerank {
             .collect();
         Ok(Response::new(pb::InfoResponse {
             version: env!("CARGO_PKG_VERSION").into(),
-            default_model: service
-                .registry
-                .names()
-                .into_iter()
-                .next()
-                .unwrap_or_default(),
+            default_model: registry.default_name().unwrap_or_default(),
             models,
             max_documents: service.limits.max_documents as u32,
             max_query_tokens: service.limits.max_query_tokens as u32,

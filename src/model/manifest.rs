@@ -9,8 +9,20 @@
 //!  "output": "logits", "score_activation": "sigmoid"}
 //! ```
 //! `inputs` maps each role to the graph's input name; `token_type_ids` may be left out for
-//! graphs that have no segment input. `pad_token_id` is optional (default: the tokenizer's
+//! graphs that have no segment input, and `position_ids` is given only to graphs that take
+//! positions (left-padded decoders). `pad_token_id` is optional (default: the tokenizer's
 //! `[PAD]`/`<pad>` token, else 0).
+//!
+//! A decoder (`"kind": "decoder"`) also has a `prompt`:
+//! ```json
+//! "prompt": {"template": "Query: {query}\nDocument: {document}\nRelevant:",
+//!            "padding_side": "right", "bos_token_id": null}
+//! ```
+//! The template holds `{query}` once, then `{document}` once. Its three literal pieces, the
+//! query and the document are tokenized separately (no special tokens added) and their ids
+//! concatenated after the optional BOS; only the document is cut to fit the window. The graph
+//! reads its score at the last non-padding token, so it must be told (or compute) where that
+//! is: right padding needs nothing more, left padding needs `position_ids`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -56,6 +68,75 @@ pub struct InputNames {
     pub attention_mask: String,
     #[serde(default)]
     pub token_type_ids: Option<String>,
+    #[serde(default)]
+    pub position_ids: Option<String>,
+}
+
+impl InputNames {
+    /// Every graph input the manifest maps.
+    pub fn all(&self) -> Vec<&str> {
+        let mut names = vec![self.input_ids.as_str(), self.attention_mask.as_str()];
+        names.extend(self.token_type_ids.as_deref());
+        names.extend(self.position_ids.as_deref());
+        names
+    }
+}
+
+/// Which end of a batch row the padding goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PaddingSide {
+    #[default]
+    Right,
+    Left,
+}
+
+/// How a decoder turns a (query, document) pair into one prompt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSpec {
+    pub template: String,
+    #[serde(default)]
+    pub padding_side: PaddingSide,
+    #[serde(default)]
+    pub bos_token_id: Option<i64>,
+}
+
+/// The template cut at its two slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptPieces {
+    pub prefix: String,
+    pub middle: String,
+    pub suffix: String,
+}
+
+impl PromptSpec {
+    pub const QUERY_SLOT: &'static str = "{query}";
+    pub const DOCUMENT_SLOT: &'static str = "{document}";
+
+    /// Splits the template into the text before `{query}`, between the slots, and after
+    /// `{document}`.
+    pub fn pieces(&self) -> Result<PromptPieces> {
+        let t = &self.template;
+        let count = |slot: &str| t.matches(slot).count();
+        if count(Self::QUERY_SLOT) != 1 || count(Self::DOCUMENT_SLOT) != 1 {
+            bail!(
+                "`prompt.template` must hold `{{query}}` exactly once and `{{document}}` exactly \
+                 once; it holds them {} and {} times",
+                count(Self::QUERY_SLOT),
+                count(Self::DOCUMENT_SLOT)
+            );
+        }
+        let (prefix, rest) = t.split_once(Self::QUERY_SLOT).expect("counted");
+        let Some((middle, suffix)) = rest.split_once(Self::DOCUMENT_SLOT) else {
+            bail!("`prompt.template` must put `{{query}}` before `{{document}}`");
+        };
+        Ok(PromptPieces {
+            prefix: prefix.to_string(),
+            middle: middle.to_string(),
+            suffix: suffix.to_string(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +150,9 @@ pub struct Manifest {
     pub score_activation: ScoreActivation,
     #[serde(default)]
     pub pad_token_id: Option<i64>,
+    /// The prompt of a decoder model (required for `kind = decoder`).
+    #[serde(default)]
+    pub prompt: Option<PromptSpec>,
     /// Anything else the toolkit recorded (description, training data, metrics, ...).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -99,6 +183,22 @@ impl Manifest {
                 "`max_sequence_length` is {}; it must be between 8 and 65536",
                 self.max_sequence_length
             );
+        }
+        match (self.kind, &self.prompt) {
+            (ModelKind::Decoder, None) => {
+                bail!("a decoder model needs a `prompt` (template, padding_side)")
+            }
+            (ModelKind::Decoder, Some(prompt)) => {
+                prompt.pieces()?;
+                if prompt.padding_side == PaddingSide::Left && self.inputs.position_ids.is_none() {
+                    bail!(
+                        "`prompt.padding_side` is left but `inputs.position_ids` is not mapped: \
+                         a left-padded decoder needs positions to score correctly"
+                    );
+                }
+            }
+            (ModelKind::Encoder, Some(_)) => bail!("an encoder model takes no `prompt`"),
+            (ModelKind::Encoder, None) => {}
         }
         Ok(())
     }

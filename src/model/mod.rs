@@ -4,15 +4,20 @@
 //! The [`Ranker`] trait is the one seam between the serving core and a model family: it
 //! prepares pairs (tokenization and truncation, the model's own business) and scores a batch
 //! of prepared pairs on one of its sessions. The encoder student (RRA-BERT, a cross-encoder)
-//! is [`encoder::EncoderRanker`]; the decoder student implements the same trait. The
+//! is [`student::StudentRanker`] (encoder or decoder, by the manifest). The
 //! [`registry`] holds the models a process serves.
 
-pub mod encoder;
+pub mod catalog;
+pub mod graph;
 pub mod manifest;
 pub mod registry;
+pub mod student;
 pub mod tokenize;
 
 use std::fmt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 
 pub use manifest::{Manifest, ModelKind, ScoreActivation};
 
@@ -103,14 +108,72 @@ pub enum RankError {
 /// What the service tells clients and operators about a loaded model.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ModelDescriptor {
+    /// The name requests use (the models file's, else the manifest's).
     pub name: String,
     pub version: String,
     pub kind: ModelKind,
     pub max_sequence_length: usize,
     pub score_activation: ScoreActivation,
+    /// Where the graph runs now: `cpu`, `cuda` or `tensorrt`.
     pub execution_provider: String,
+    /// The provider asked for, when it could not be registered and CPU serves instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_provider_fallback_from: Option<String>,
+    /// Why the requested provider failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_provider_fallback_reason: Option<String>,
+    /// The GPU, for CUDA and TensorRT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<i32>,
     pub sessions: usize,
     pub intra_threads: usize,
+    /// A hash of the folder's manifest, tokenizer and graph: two loads with the same
+    /// fingerprint score identically; the score cache keys on it.
+    pub fingerprint: String,
+}
+
+impl ModelDescriptor {
+    pub(crate) fn new(
+        dir: &Path,
+        manifest: &Manifest,
+        graph: &graph::Graph,
+        options: &graph::SessionOptions,
+    ) -> Result<ModelDescriptor> {
+        let provider = graph.provider();
+        Ok(ModelDescriptor {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            kind: manifest.kind,
+            max_sequence_length: manifest.max_sequence_length,
+            score_activation: manifest.score_activation,
+            execution_provider: provider.provider.as_str().into(),
+            execution_provider_fallback_from: provider
+                .fell_back_from
+                .map(|p| p.as_str().to_string()),
+            execution_provider_fallback_reason: provider.fallback_reason.clone(),
+            device_id: (provider.provider != graph::Provider::Cpu).then_some(options.device_id),
+            sessions: graph.sessions(),
+            intra_threads: options.intra_threads,
+            fingerprint: fingerprint(dir)?,
+        })
+    }
+}
+
+/// xxh3-128 over the files that decide a model's scores, in hex.
+pub fn fingerprint(dir: &Path) -> Result<String> {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for file in [
+        manifest::MANIFEST_FILE,
+        manifest::TOKENIZER_FILE,
+        manifest::MODEL_FILE,
+    ] {
+        let path = dir.join(file);
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(format!("{:032x}", h.digest128()))
 }
 
 /// A served student. Implementations are shared across threads; `score` is called by one

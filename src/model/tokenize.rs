@@ -1,17 +1,213 @@
-//! Tokenization of (query, document) pairs for cross-encoders, independent of ONNX Runtime
-//! (so it can be fuzzed and tested on its own).
+//! Tokenization of (query, document) pairs, independent of ONNX Runtime (so it can be fuzzed
+//! and tested on its own). Both model families share the rules: the query is tokenized once
+//! per request and never cut (too long is an error); each document is tokenized alone and cut
+//! to what the window leaves (or `max_tokens_per_doc`, if lower) from the side the request asks.
 //!
-//! The query is tokenized once per request and never cut; each document is tokenized alone,
-//! cut to what the window leaves (or `max_tokens_per_doc`, if lower) from the side the request
-//! asks, and joined to the query by the tokenizer's own post-processor (`[CLS] q [SEP] d [SEP]`
-//! and segment ids for BERT), exactly as Hugging Face tokenizers' `only_second` truncation does.
+//! - [`PairTokenizer`] (encoders) joins query and document with the tokenizer's own
+//!   post-processor (`[CLS] q [SEP] d [SEP]` and segment ids for BERT), exactly as Hugging
+//!   Face tokenizers' `only_second` truncation does.
+//! - [`PromptTokenizer`] (decoders) fills the manifest's prompt template: BOS, the template's
+//!   literal pieces, query and document, each tokenized separately, ids concatenated.
 
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
-use tokenizers::Tokenizer;
+use tokenizers::{Encoding, Tokenizer};
 
+use super::manifest::PromptSpec;
 use super::{PreparedPair, PreparedQuery, RankError, Truncation, TruncationSide};
+
+/// What a model's tokenization offers the ranker: the same contract for both families.
+pub trait PairEncoder: Send + Sync {
+    fn window(&self) -> usize;
+    fn vocab_size(&self) -> usize;
+    fn token_to_id(&self, token: &str) -> Option<u32>;
+    fn prepare_query(
+        &self,
+        query: &str,
+        max_query_tokens: usize,
+    ) -> Result<PreparedQuery, RankError>;
+    fn prepare_pair(
+        &self,
+        query: &PreparedQuery,
+        document: &str,
+        index: usize,
+        truncation: &Truncation,
+    ) -> Result<PreparedPair, RankError>;
+}
+
+/// Loads `tokenizer.json` with its own padding and truncation switched off: the service pads
+/// batches and cuts documents itself, and a tokenizer.json that pads or truncates on its own
+/// (all-MiniLM's does, to 128) would silently change scores.
+fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let mut tokenizer = Tokenizer::from_file(path)
+        .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| anyhow!("cannot configure tokenizer {}: {e}", path.display()))?;
+    Ok(tokenizer)
+}
+
+fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Encoding, RankError> {
+    tokenizer
+        .encode_fast(text, false)
+        .map_err(|e| RankError::Tokenization(e.to_string()))
+}
+
+/// The query, tokenized and checked against `limit`.
+fn query_within(
+    tokenizer: &Tokenizer,
+    query: &str,
+    limit: usize,
+) -> Result<PreparedQuery, RankError> {
+    let encoding = encode(tokenizer, query)?;
+    if encoding.len() > limit {
+        return Err(RankError::QueryTooLong {
+            tokens: encoding.len(),
+            limit,
+        });
+    }
+    Ok(PreparedQuery { encoding })
+}
+
+/// The document, tokenized and cut to `room` tokens (or the request's lower cut).
+fn document_within(
+    tokenizer: &Tokenizer,
+    document: &str,
+    room: usize,
+    index: usize,
+    fixed: usize,
+    window: usize,
+    truncation: &Truncation,
+) -> Result<(Encoding, bool), RankError> {
+    let mut doc = encode(tokenizer, document)?;
+    let budget = truncation.max_document_tokens.map_or(room, |m| m.min(room));
+    let truncated = doc.len() > budget;
+    if truncated {
+        if !truncation.enabled && doc.len() > room {
+            return Err(RankError::DocumentTooLong {
+                index,
+                tokens: doc.len() + fixed,
+                window,
+            });
+        }
+        let side = match truncation.side {
+            TruncationSide::Right => tokenizers::TruncationDirection::Right,
+            TruncationSide::Left => tokenizers::TruncationDirection::Left,
+        };
+        doc.truncate(budget, 0, side);
+    }
+    Ok((doc, truncated))
+}
+
+fn ids(encoding: &Encoding) -> impl Iterator<Item = i64> + '_ {
+    encoding.get_ids().iter().map(|&id| i64::from(id))
+}
+
+/// A decoder's prompt: `[BOS] prefix query middle document suffix`, each piece tokenized alone.
+pub struct PromptTokenizer {
+    tokenizer: Tokenizer,
+    /// BOS and the template's literal pieces, tokenized once.
+    prefix: Vec<i64>,
+    middle: Vec<i64>,
+    suffix: Vec<i64>,
+    window: usize,
+}
+
+impl PromptTokenizer {
+    pub fn from_file(path: &Path, prompt: &PromptSpec, window: usize) -> Result<PromptTokenizer> {
+        let tokenizer = load_tokenizer(path)?;
+        let pieces = prompt.pieces()?;
+        let piece = |text: &str| -> Result<Vec<i64>> {
+            let encoding = encode(&tokenizer, text)
+                .map_err(|e| anyhow!("cannot tokenize the prompt template: {e}"))?;
+            Ok(ids(&encoding).collect())
+        };
+        let mut prefix: Vec<i64> = prompt.bos_token_id.into_iter().collect();
+        prefix.extend(piece(&pieces.prefix)?);
+        let middle = piece(&pieces.middle)?;
+        let suffix = piece(&pieces.suffix)?;
+        let fixed = prefix.len() + middle.len() + suffix.len();
+        if window <= fixed + 2 {
+            bail!(
+                "the prompt template is {fixed} tokens; max_sequence_length {window} leaves no \
+                 room for a query and a document"
+            );
+        }
+        Ok(PromptTokenizer {
+            tokenizer,
+            prefix,
+            middle,
+            suffix,
+            window,
+        })
+    }
+
+    /// Tokens of the template itself (BOS included).
+    pub fn template_tokens(&self) -> usize {
+        self.prefix.len() + self.middle.len() + self.suffix.len()
+    }
+
+    /// The longest query allowed: the configured limit, and never so long that no document
+    /// token fits.
+    pub fn query_limit(&self, max_query_tokens: usize) -> usize {
+        max_query_tokens.min(self.window - self.template_tokens() - 1)
+    }
+}
+
+impl PairEncoder for PromptTokenizer {
+    fn window(&self) -> usize {
+        self.window
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
+    }
+
+    fn prepare_query(
+        &self,
+        query: &str,
+        max_query_tokens: usize,
+    ) -> Result<PreparedQuery, RankError> {
+        query_within(&self.tokenizer, query, self.query_limit(max_query_tokens))
+    }
+
+    fn prepare_pair(
+        &self,
+        query: &PreparedQuery,
+        document: &str,
+        index: usize,
+        truncation: &Truncation,
+    ) -> Result<PreparedPair, RankError> {
+        let fixed = self.template_tokens() + query.tokens();
+        let room = self.window - fixed;
+        let (doc, truncated) = document_within(
+            &self.tokenizer,
+            document,
+            room,
+            index,
+            fixed,
+            self.window,
+            truncation,
+        )?;
+        let mut input_ids = Vec::with_capacity(fixed + doc.len());
+        input_ids.extend_from_slice(&self.prefix);
+        input_ids.extend(ids(&query.encoding));
+        input_ids.extend_from_slice(&self.middle);
+        input_ids.extend(ids(&doc));
+        input_ids.extend_from_slice(&self.suffix);
+        Ok(PreparedPair {
+            input_ids,
+            type_ids: Vec::new(),
+            truncated,
+        })
+    }
+}
 
 pub struct PairTokenizer {
     tokenizer: Tokenizer,
@@ -23,14 +219,7 @@ pub struct PairTokenizer {
 impl PairTokenizer {
     /// Loads `tokenizer.json` for a model whose window is `window` tokens.
     pub fn from_file(path: &Path, window: usize) -> Result<PairTokenizer> {
-        let mut tokenizer = Tokenizer::from_file(path)
-            .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
-        // The service pads batches and truncates documents itself; a tokenizer.json that pads or
-        // truncates on its own (all-MiniLM's does, to 128) would silently change scores.
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| anyhow!("cannot configure tokenizer {}: {e}", path.display()))?;
+        let tokenizer = load_tokenizer(path)?;
         let pair_overhead = tokenizer.get_post_processor().map(|p| {
             use tokenizers::PostProcessor;
             p.added_tokens(true)
@@ -53,77 +242,57 @@ impl PairTokenizer {
         })
     }
 
-    pub fn window(&self) -> usize {
-        self.window
-    }
-
-    pub fn vocab_size(&self) -> usize {
-        self.tokenizer.get_vocab_size(true)
-    }
-
-    pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.tokenizer.token_to_id(token)
-    }
-
     /// The longest query allowed: the configured limit, and never so long that no document
     /// token fits.
     pub fn query_limit(&self, max_query_tokens: usize) -> usize {
         max_query_tokens.min(self.window - self.pair_overhead - 1)
     }
+}
 
-    pub fn prepare_query(
+impl PairEncoder for PairTokenizer {
+    fn window(&self) -> usize {
+        self.window
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
+    }
+
+    fn prepare_query(
         &self,
         query: &str,
         max_query_tokens: usize,
     ) -> Result<PreparedQuery, RankError> {
-        let encoding = self
-            .tokenizer
-            .encode_fast(query, false)
-            .map_err(|e| RankError::Tokenization(e.to_string()))?;
-        let limit = self.query_limit(max_query_tokens);
-        if encoding.len() > limit {
-            return Err(RankError::QueryTooLong {
-                tokens: encoding.len(),
-                limit,
-            });
-        }
-        Ok(PreparedQuery { encoding })
+        query_within(&self.tokenizer, query, self.query_limit(max_query_tokens))
     }
 
-    pub fn prepare_pair(
+    fn prepare_pair(
         &self,
         query: &PreparedQuery,
         document: &str,
         index: usize,
         truncation: &Truncation,
     ) -> Result<PreparedPair, RankError> {
-        let mut doc = self
-            .tokenizer
-            .encode_fast(document, false)
-            .map_err(|e| RankError::Tokenization(e.to_string()))?;
-        let room = self.window - self.pair_overhead - query.tokens();
-        let budget = truncation.max_document_tokens.map_or(room, |m| m.min(room));
-        let truncated = doc.len() > budget;
-        if truncated {
-            if !truncation.enabled && doc.len() > room {
-                return Err(RankError::DocumentTooLong {
-                    index,
-                    tokens: doc.len() + query.tokens() + self.pair_overhead,
-                    window: self.window,
-                });
-            }
-            let side = match truncation.side {
-                TruncationSide::Right => tokenizers::TruncationDirection::Right,
-                TruncationSide::Left => tokenizers::TruncationDirection::Left,
-            };
-            doc.truncate(budget, 0, side);
-        }
+        let fixed = self.pair_overhead + query.tokens();
+        let (doc, truncated) = document_within(
+            &self.tokenizer,
+            document,
+            self.window - fixed,
+            index,
+            fixed,
+            self.window,
+            truncation,
+        )?;
         let pair = self
             .tokenizer
             .post_process(query.encoding.clone(), Some(doc), true)
             .map_err(|e| RankError::Tokenization(e.to_string()))?;
         Ok(PreparedPair {
-            input_ids: pair.get_ids().iter().map(|&id| i64::from(id)).collect(),
+            input_ids: ids(&pair).collect(),
             type_ids: pair
                 .get_type_ids()
                 .iter()

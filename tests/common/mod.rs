@@ -41,10 +41,12 @@ pub fn ort_library() -> PathBuf {
 
 /// Flags for a test server on 127.0.0.1, any free port, plus `extra`.
 pub fn config(model: &std::path::Path, extra: &[&str]) -> Config {
-    let mut args: Vec<String> = vec![
-        "rradistill".into(),
-        "--model-dir".into(),
-        model.display().to_string(),
+    let mut args: Vec<String> = vec!["rradistill".into()];
+    // A models file replaces the one model folder.
+    if !extra.contains(&"--models-file") {
+        args.extend(["--model-dir".into(), model.display().to_string()]);
+    }
+    args.extend([
         "--ort-dylib-path".into(),
         ort_library().display().to_string(),
         "--host".into(),
@@ -53,7 +55,7 @@ pub fn config(model: &std::path::Path, extra: &[&str]) -> Config {
         "0".into(),
         "--grpc-port".into(),
         "0".into(),
-    ];
+    ]);
     args.extend(extra.iter().map(|s| s.to_string()));
     Config::try_parse_from(args).expect("valid test flags")
 }
@@ -197,8 +199,11 @@ impl ServiceProcess {
         stderr: std::process::Stdio,
     ) -> ServiceProcess {
         let port = free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_rradistill"))
-            .args(["--model-dir", encoder_fixture().to_str().unwrap()])
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rradistill"));
+        if !extra.contains(&"--models-file") {
+            command.args(["--model-dir", encoder_fixture().to_str().unwrap()]);
+        }
+        let child = command
             .args(["--ort-dylib-path", ort_library().to_str().unwrap()])
             .args([
                 "--host",
@@ -244,8 +249,12 @@ impl ServiceProcess {
     }
 
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         assert_eq!(sent, 0, "kill failed");
     }
 }

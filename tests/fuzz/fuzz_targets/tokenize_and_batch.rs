@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use rradistill::batch::queue::select_batch;
 use rradistill::batch::BatcherConfig;
-use rradistill::model::tokenize::PairTokenizer;
+use rradistill::model::tokenize::{PairEncoder, PairTokenizer};
 use rradistill::model::{Truncation, TruncationSide};
 
 const WINDOW: usize = 128;

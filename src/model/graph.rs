@@ -1,0 +1,336 @@
+//! An ONNX graph on a pool of ONNX Runtime sessions: what every model family shares.
+//!
+//! Owns the execution provider choice (CPU, CUDA, TensorRT; a GPU provider that cannot be
+//! registered fails the load unless CPU fallback is allowed, which is then logged loudly and
+//! reported), one session per inference thread (so `Session::run`'s `&mut self` is never
+//! contended), the check of the graph's inputs and score output against the manifest, and
+//! turning a batch of prepared pairs into padded tensors and one raw score per pair.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Result};
+use ort::ep::ExecutionProviderDispatch;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{Tensor, TensorElementType, ValueType};
+use serde::{Deserialize, Serialize};
+
+use super::manifest::{InputNames, Manifest, PaddingSide};
+use super::{PreparedPair, RankError};
+
+/// Where a model's graph runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    #[default]
+    Cpu,
+    Cuda,
+    Tensorrt,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Cpu => "cpu",
+            Provider::Cuda => "cuda",
+            Provider::Tensorrt => "tensorrt",
+        }
+    }
+}
+
+/// How to run a model's sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionOptions {
+    pub sessions: usize,
+    pub intra_threads: usize,
+    pub provider: Provider,
+    /// The GPU for CUDA and TensorRT.
+    pub device_id: i32,
+    /// Serve on CPU when the GPU provider cannot be registered (logged as an error).
+    pub allow_cpu_fallback: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            sessions: 1,
+            intra_threads: 1,
+            provider: Provider::Cpu,
+            device_id: 0,
+            allow_cpu_fallback: false,
+        }
+    }
+}
+
+/// The provider a graph actually runs on, and the one asked for when it fell back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderInUse {
+    pub provider: Provider,
+    /// `Some(requested)` when the requested GPU provider failed and CPU serves instead.
+    pub fell_back_from: Option<Provider>,
+    /// Why the requested provider failed (for `/info` and the log).
+    pub fallback_reason: Option<String>,
+}
+
+pub struct Graph {
+    sessions: Vec<Mutex<Session>>,
+    inputs: InputNames,
+    output: String,
+    pad_id: i64,
+    padding: PaddingSide,
+    provider: ProviderInUse,
+}
+
+impl Graph {
+    /// Opens `options.sessions` sessions of `model_path` and checks the graph against the
+    /// manifest.
+    pub fn open(
+        model_path: &Path,
+        manifest: &Manifest,
+        pad_id: i64,
+        padding: PaddingSide,
+        options: &SessionOptions,
+    ) -> Result<Graph> {
+        if !model_path.is_file() {
+            bail!("model file {} does not exist", model_path.display());
+        }
+        let mut provider = ProviderInUse {
+            provider: options.provider,
+            fell_back_from: None,
+            fallback_reason: None,
+        };
+        let mut sessions = Vec::with_capacity(options.sessions.max(1));
+        for _ in 0..options.sessions.max(1) {
+            let session = match open_session(model_path, options, provider.provider) {
+                Ok(session) => session,
+                Err(OpenError::Provider(reason)) if options.allow_cpu_fallback => {
+                    tracing::error!(
+                        model = %model_path.display(),
+                        requested = options.provider.as_str(),
+                        %reason,
+                        "EXECUTION PROVIDER FALLBACK: the requested GPU provider could not be \
+                         registered; this model serves on CPU (allow_cpu_fallback = true)"
+                    );
+                    provider = ProviderInUse {
+                        provider: Provider::Cpu,
+                        fell_back_from: Some(options.provider),
+                        fallback_reason: Some(reason),
+                    };
+                    open_session(model_path, options, Provider::Cpu).map_err(|e| anyhow!("{e}"))?
+                }
+                Err(e) => bail!("{e}"),
+            };
+            sessions.push(Mutex::new(session));
+        }
+        let graph = Graph {
+            sessions,
+            inputs: manifest.inputs.clone(),
+            output: manifest.output.clone(),
+            pad_id,
+            padding,
+            provider,
+        };
+        graph.check(model_path)?;
+        Ok(graph)
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn provider(&self) -> &ProviderInUse {
+        &self.provider
+    }
+
+    /// The graph's inputs must be exactly the manifest's (int64, [batch, sequence]) and its
+    /// score output must exist and be float32 with one score per row.
+    fn check(&self, model_path: &Path) -> Result<()> {
+        let session = self.sessions[0]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let graph_inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
+        let expected = self.inputs.all();
+        for name in &expected {
+            let Some(outlet) = session.inputs().iter().find(|o| o.name() == *name) else {
+                bail!(
+                    "{}: the manifest names input `{name}` but the graph's inputs are {graph_inputs:?}",
+                    model_path.display()
+                );
+            };
+            match outlet.dtype() {
+                ValueType::Tensor {
+                    ty: TensorElementType::Int64,
+                    shape,
+                    ..
+                } if shape.len() == 2 => {}
+                other => bail!(
+                    "{}: graph input `{name}` is {other}; expected int64 [batch, sequence]",
+                    model_path.display()
+                ),
+            }
+        }
+        for name in &graph_inputs {
+            if !expected.contains(name) {
+                bail!(
+                    "{}: the graph has input `{name}`, which the manifest does not map \
+                     (manifest inputs: {expected:?})",
+                    model_path.display()
+                );
+            }
+        }
+        let graph_outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+        let Some(output) = session.outputs().iter().find(|o| o.name() == self.output) else {
+            bail!(
+                "{}: the manifest names output `{}` but the graph's outputs are {graph_outputs:?}",
+                model_path.display(),
+                self.output
+            );
+        };
+        match output.dtype() {
+            ValueType::Tensor {
+                ty: TensorElementType::Float32,
+                shape,
+                ..
+            } if shape.len() == 1 || (shape.len() == 2 && (shape[1] == 1 || shape[1] == -1)) => {}
+            other => bail!(
+                "{}: graph output `{}` is {other}; expected float32 [batch] or [batch, 1]",
+                model_path.display(),
+                self.output
+            ),
+        }
+        Ok(())
+    }
+
+    /// Raw scores for a batch, in order, on session `session`: pads every pair to the longest
+    /// (on the manifest's side), builds the mask, segment ids and positions the graph takes.
+    pub fn run(&self, session: usize, batch: &[&PreparedPair]) -> Result<Vec<f32>, RankError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = batch.len();
+        let width = batch.iter().map(|p| p.len()).max().unwrap_or(0);
+        let mut ids = vec![self.pad_id; rows * width];
+        let mut mask = vec![0i64; rows * width];
+        let mut types = vec![0i64; rows * width];
+        let mut positions = vec![0i64; rows * width];
+        for (row, pair) in batch.iter().enumerate() {
+            let n = pair.len();
+            let start = row * width
+                + match self.padding {
+                    PaddingSide::Right => 0,
+                    PaddingSide::Left => width - n,
+                };
+            ids[start..start + n].copy_from_slice(&pair.input_ids);
+            if pair.type_ids.len() == n {
+                types[start..start + n].copy_from_slice(&pair.type_ids);
+            }
+            mask[start..start + n].fill(1);
+            for (offset, p) in positions[start..start + n].iter_mut().enumerate() {
+                *p = offset as i64;
+            }
+        }
+        let tensor = |data: Vec<i64>| {
+            Tensor::from_array((vec![rows as i64, width as i64], data))
+                .map_err(|e| RankError::Inference(format!("cannot build input tensor: {e}")))
+        };
+        let names = &self.inputs;
+        let mut inputs = vec![
+            (names.input_ids.clone(), tensor(ids)?.into_dyn()),
+            (names.attention_mask.clone(), tensor(mask)?.into_dyn()),
+        ];
+        if let Some(name) = &names.token_type_ids {
+            inputs.push((name.clone(), tensor(types)?.into_dyn()));
+        }
+        if let Some(name) = &names.position_ids {
+            inputs.push((name.clone(), tensor(positions)?.into_dyn()));
+        }
+
+        let slot = self
+            .sessions
+            .get(session)
+            .ok_or_else(|| RankError::Inference(format!("no session {session}")))?;
+        // A panic while a session ran poisons its mutex; the session itself is still sound.
+        let mut session = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outputs = session
+            .run(inputs)
+            .map_err(|e| RankError::Inference(e.to_string()))?;
+        let value = outputs.get(&self.output).ok_or_else(|| {
+            RankError::Inference(format!("the graph returned no `{}`", self.output))
+        })?;
+        let (shape, scores) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| RankError::Inference(e.to_string()))?;
+        let per_row = scores.len().checked_div(rows).unwrap_or(0);
+        if shape.first().copied() != Some(rows as i64) || per_row != 1 {
+            return Err(RankError::Inference(format!(
+                "the graph returned shape {shape:?} for a batch of {rows}; expected [{rows}] or [{rows}, 1]"
+            )));
+        }
+        Ok(scores.to_vec())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error("{0}")]
+    Provider(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn dispatch(provider: Provider, device_id: i32) -> Option<ExecutionProviderDispatch> {
+    match provider {
+        Provider::Cpu => None,
+        Provider::Cuda => Some(
+            ort::ep::CUDA::default()
+                .with_device_id(device_id)
+                .build()
+                .error_on_failure(),
+        ),
+        Provider::Tensorrt => Some(
+            ort::ep::TensorRT::default()
+                .with_device_id(device_id)
+                .build()
+                .error_on_failure(),
+        ),
+    }
+}
+
+fn open_session(
+    model_path: &Path,
+    options: &SessionOptions,
+    provider: Provider,
+) -> Result<Session, OpenError> {
+    let fail = |e: String| {
+        OpenError::Other(format!(
+            "cannot load ONNX model {}: {e}",
+            model_path.display()
+        ))
+    };
+    let environment = crate::runtime::environment().map_err(|e| fail(e.to_string()))?;
+    let mut builder = Session::builder(environment)
+        .map_err(|e| fail(e.to_string()))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| fail(e.to_string()))?
+        .with_intra_threads(options.intra_threads.max(1))
+        .map_err(|e| fail(e.to_string()))?
+        .with_inter_threads(1)
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(ep) = dispatch(provider, options.device_id) {
+        builder = builder.with_execution_providers([ep]).map_err(|e| {
+            OpenError::Provider(format!(
+                "the {} execution provider (device {}) could not be registered for {}: {e}. \
+                 A GPU provider needs the GPU build of ONNX Runtime (the onnxruntime-gpu wheel, \
+                 see the README) and the CUDA 13 / cuDNN 9 libraries on the library path; \
+                 or set allow_cpu_fallback = true to serve on CPU",
+                provider.as_str(),
+                options.device_id,
+                model_path.display()
+            ))
+        })?;
+    }
+    builder
+        .commit_from_file(model_path)
+        .map_err(|e| fail(e.to_string()))
+}
