@@ -320,13 +320,14 @@ fn open_session(
     if let Some(ep) = dispatch(provider, options.device_id) {
         builder = builder.with_execution_providers([ep]).map_err(|e| {
             OpenError::Provider(format!(
-                "the {} execution provider (device {}) could not be registered for {}: {e}. \
+                "the {} execution provider (device {}) could not be registered for {}: {}. \
                  A GPU provider needs the GPU build of ONNX Runtime (the onnxruntime-gpu wheel, \
                  see the README) and the CUDA 13 / cuDNN 9 libraries on the library path; \
                  or set allow_cpu_fallback = true to serve on CPU",
                 provider.as_str(),
                 options.device_id,
-                model_path.display()
+                model_path.display(),
+                e.to_string().trim_end_matches('.')
             ))
         })?;
     }
