@@ -18,8 +18,10 @@ MINILM_TOKENIZER := $(RUNTIME_DIR)/minilm/tokenizer.json
 DECODER_FIXTURE := $(FIXTURES)/decoder-mini
 SMOLLM2_GGUF  := $(RUNTIME_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 PORT          ?= 8080
-# The model `make run` serves: the folder named in models/DEFAULT.
+# The default model (benchmarks, reliability runs): the folder named in models/DEFAULT.
 DEFAULT_MODEL := $(shell sed -e 's/\#.*//' -e '/^\s*$$/d' models/DEFAULT | head -n1)
+# What `make run` serves: every reference model, through the shipped models file.
+MODELS_FILE   := models/models.toml
 
 export ORT_DYLIB_PATH ?= $(abspath $(ORT_LIB))
 export RRADISTILL_FIXTURES ?= $(abspath $(FIXTURES))
@@ -27,14 +29,14 @@ export RRADISTILL_FIXTURES ?= $(abspath $(FIXTURES))
 .PHONY: help run test bench load-test fuzz overload soak setup fixtures clean-runtime
 
 help:
-	@echo "make run    build and serve the default model ($(DEFAULT_MODEL)) on port $(PORT)"
+	@echo "make run    build and serve the reference models ($(MODELS_FILE)) on port $(PORT)"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make bench  service vs bare ONNX Runtime throughput and latency (see README)"
 	@echo "make overload / make soak / make fuzz / make load-test   reliability runs (benches/README.md)"
 
 run: setup $(DEFAULT_MODEL)/model.onnx
 	cargo build --release --locked --bin rradistill
-	exec ./target/release/rradistill --model-dir $(DEFAULT_MODEL) --port $(PORT)
+	exec ./target/release/rradistill --models-file $(MODELS_FILE) --port $(PORT)
 
 # Order matters: the toolkit's end-to-end smoke run exports a student into target/fixtures/,
 # which the Rust tests then load and check against Python's scores; deploy/tests drive the

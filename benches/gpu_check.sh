@@ -13,7 +13,9 @@
 #   put on LD_LIBRARY_PATH; or set CUDA_LIB_DIRS (colon-separated) to system CUDA libraries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ORT_VERSION=1.32.0
+# The newest onnxruntime-gpu on the registry (the CPU build the service uses is 1.32.0; both
+# speak ONNX Runtime API 22, which is what the binary needs). The Dockerfile's CUDA image uses the same.
+ORT_VERSION=${ORT_GPU_VERSION:-1.31.1}
 LIB_DIR=${ORT_GPU_LIB_DIR:-.runtime/onnxruntime-gpu}
 PY=${PYTHON:-python3}
 

@@ -27,16 +27,11 @@ pub enum LogFormat {
 )]
 pub struct Config {
     /// Model folder to serve (model.onnx, tokenizer.json, manifest.json).
-    #[arg(
-        long,
-        env = "MODEL_DIR",
-        required_unless_present = "models_file",
-        conflicts_with = "models_file"
-    )]
+    #[arg(long, env = "MODEL_DIR", required_unless_present = "models_file")]
     pub model_dir: Option<PathBuf>,
 
     /// Models file (TOML) listing several models, experiments and shadows (see the README);
-    /// reloaded by `POST /admin/reload` and SIGHUP.
+    /// reloaded by `POST /admin/reload` and SIGHUP. When given, `--model-dir` is ignored.
     #[arg(long, env = "MODELS_FILE")]
     pub models_file: Option<PathBuf>,
 

@@ -548,3 +548,40 @@ async fn sighup_reloads_the_models_file() {
     service.terminate();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `make run` serves `models/models.toml`: it must load, and every model in it must answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_models_file_serves_every_reference_model() {
+    let file = common::repo().join("models/models.toml");
+    let server = serve(&file, &[]).await;
+    let (_, text) = server.get_text("/v1/models").await;
+    let list: Value = serde_json::from_str(&text).unwrap();
+    let models: Vec<String> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["object"] == "model")
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    // Every committed reference model folder is listed.
+    for entry in std::fs::read_dir(common::repo().join("models"))
+        .unwrap()
+        .flatten()
+    {
+        if entry.path().join("model.onnx").is_file() {
+            let name = entry.file_name().into_string().unwrap();
+            assert!(
+                models.contains(&name),
+                "models/{name} is not in models/models.toml"
+            );
+        }
+    }
+    for model in &models {
+        let mut body = request("install a package offline");
+        body["model"] = json!(model);
+        let (status, _, body) = server.post("/v1/rerank", &body).await;
+        assert_eq!(status, 200, "{model}: {body}");
+    }
+    assert_eq!(list["data"][0]["default"], true);
+    server.stop().await;
+}
