@@ -106,10 +106,19 @@ def main(argv=None) -> None:
     L.append("- **Candidates:** BM25 (bm25s) top 50; the pre-ranker (all-MiniLM-L6-v2 bi-encoder) keeps its top 10 "
              "and bottom 10; the teacher ranks those 20, shuffled, in one listwise prompt; the documents it leaves out "
              "are negatives (`missing_hard` from the top 10, `missing_easy` from the bottom 10).")
-    L.append(f"- **Training:** listwise softmax cross-entropy over each query's 20 candidates, targets 2^-(rank-1) for "
+    cands = cfg.get("candidates") or 20
+    per_step = (f"{cands} of its 20 candidates (every document the teacher ranked plus random left-out ones)"
+                if cands < 20 else "all 20 candidates")
+    seen = (cfg.get("steps") or 0) * (cfg.get("queries_per_step") or 1)
+    L.append(f"- **Training:** listwise softmax cross-entropy over each query's candidates, targets 2^-(rank-1) for "
              f"the teacher's ranked documents and 0 for missing ones; TCL weight {cfg.get('tcl_weight')}; "
-             f"{cfg.get('epochs')} epoch, {cfg.get('steps')} steps of {cfg.get('queries_per_step')} query (20 pairs), "
-             f"window {cfg.get('max_length')}, {cfg.get('pairs_per_second', 'n/a')} pairs/s on 2 shared CPU cores.")
+             f"{cfg.get('steps')} steps of {cfg.get('queries_per_step')} query, each step on {per_step}, "
+             f"so {seen} query lists ({seen * cands} pairs), {seen / max(1, cfg.get('queries') or 1):.2f} passes over "
+             f"the {cfg.get('queries')} labelled queries; AdamW, learning rate {cfg.get('lr')} (encoder) and "
+             f"{cfg.get('head_lr', 'n/a')} (heads), linear warm-up over 10% of the steps then linear decay; "
+             f"window {cfg.get('max_length')}; {cfg.get('pairs_per_second', 'n/a')} pairs/s "
+             f"({cfg.get('train_seconds_this_run', 'n/a')} s) on 2 CPU cores shared with other work. The ablation "
+             f"ran the same settings with the TCL off ({cfg_ab.get('pairs_per_second', 'n/a')} pairs/s).")
     par = report["parity"]
     L.append(f"- **Export checks:** fp32 ONNX vs PyTorch on {par['pairs']} real held-out pairs: max |diff| = "
              f"{par['max_abs_diff_fp32_vs_pytorch']:.2e} (limit 1e-4). int8 vs fp32: Spearman "
@@ -136,15 +145,18 @@ def main(argv=None) -> None:
              f"**{'met' if ratio is not None and ratio >= 0.95 else 'not met'}**.")
     L.append(f"- BM25 on the same candidates: {_f(bm)}; RRA-BERT is "
              f"{'above' if stu is not None and bm is not None and stu > bm else 'below'} it by {_f(abs((stu or 0) - (bm or 0)))}.")
-    L.append(f"- TCL ablation (same labels, steps and seed, TCL off): NDCG@10 {_f(abl)} vs {_f(stu)} with TCL "
+    if abl is None:
+        L.append("- TCL ablation: not in this evaluation (no `RRA-BERT-no-TCL` student was evaluated).")
+    else:
+      L.append(f"- TCL ablation (same labels, steps and seed, TCL off): NDCG@10 {_f(abl)} vs {_f(stu)} with TCL "
              f"({'TCL helped' if stu is not None and abl is not None and stu > abl else 'TCL did not help'} on this data, "
              f"difference {_f((stu or 0) - (abl or 0))}; English {_f(nd('RRA-BERT-no-TCL', 'en'))} vs {_f(nd('RRA-BERT', 'en'))}, "
              f"Korean {_f(nd('RRA-BERT-no-TCL', 'ko'))} vs {_f(nd('RRA-BERT', 'ko'))}). One seed, one run each: differences of "
              "a few hundredths are within noise at this query count.")
     L.append(f"- Korean held-out queries (reported separately above): RRA-BERT {_f(nd('RRA-BERT', 'ko'))} vs BM25 "
-             f"{_f(nd('BM25', 'ko'))}. The student starts from all-MiniLM-L6-v2, trained on English text, and its "
-             "teacher (all-mpnet-base-v2) is English too, so it is weak on Korean; "
-             "a multilingual base and teacher are needed for Korean traffic.\n")
+             f"{_f(nd('BM25', 'ko'))} and its teacher {_f(nd(ref, 'ko'))}. The student starts from all-MiniLM-L6-v2, "
+             "trained on English text, and the neural part of its teacher (all-mpnet-base-v2) is English too, so it "
+             "is weak on Korean; a multilingual base and teacher are needed for Korean traffic.\n")
     L.append("## Choosing the teacher\n")
     L.append("An LLM teacher is the method; the LLMs that run here offline are tiny. Candidate teachers were measured "
              "against the ground truth of the held-out queries (their labels, ranked list then the left-out documents "
@@ -163,14 +175,15 @@ def main(argv=None) -> None:
                key=lambda x: x[1], default=(None, None))
     L.append(f"Best teacher on all held-out queries' ground truth: `{best[0]}` (NDCG@10 {_f(best[1])}). The training labels came "
              f"from `{ref}`. Selection was made on the teachers' own held-out quality, not by training one student per "
-             "teacher (each student costs about an hour of the 2 shared cores); the pipeline takes any teacher with "
+             "teacher (each student costs 20-30 minutes of the 2 shared cores); the pipeline takes any teacher with "
              "`--teacher`, including a strong LLM behind an OpenAI-compatible endpoint (`--teacher openai` with "
              "RRADISTILL_TEACHER_BASE_URL / _MODEL / _API_KEY), which is how it is meant to be run.\n")
     L.append("## Limitations\n")
     L.append("- Queries are derived from document structure (FAQ questions, headings, man page summaries), not from "
              "search logs; they are shorter and more literal than real long-tail queries.")
     L.append("- Usually one relevant document per query (a query text shared by several pages has them all); other relevant candidates count as non-relevant.")
-    L.append("- Small training run (hundreds of queries, one epoch) sized for 2 CPU cores.")
+    L.append(f"- Small training run ({cfg.get('queries')} labelled queries, {cfg.get('steps')} steps) sized for "
+             "2 shared CPU cores.")
     L.append("- The Korean FAQ text comes from a wrapped plain-text build: some words are split by the line wrap.")
     with open(f"{m}/README.md", "w") as f:
         f.write("\n".join(L) + "\n")
