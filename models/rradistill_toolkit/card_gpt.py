@@ -94,7 +94,9 @@ def main(argv=None) -> None:
              f"a pair alone vs in a right-padded batch: {pad.get('max_abs_diff_alone_vs_batched', float('nan')):.2e}.")
     if "int8" in rep:
         q = rep["int8"]
-        L.append(f"- **int8:** dynamic quantization (MatMul and the embedding Gather), {q['size_mb']} MB (fp32 "
+        kept = f"; left in float32: {q['kept_fp32']}" if q.get("kept_fp32") else ""
+        L.append(f"- **int8:** dynamic quantization per channel (MatMul weights and the embedding Gather{kept}), "
+                 f"{q['size_mb']} MB (fp32 "
                  f"{rep['fp32_size_mb']} MB); agreement with fp32: Spearman {q['spearman_all_pairs']:.4f} over all "
                  f"pairs, {q['spearman_mean_per_query']:.4f} mean per query (max |diff| {q['max_abs_diff_vs_fp32']:.3f}).")
     for note in a.note:
