@@ -12,6 +12,12 @@
 //! 4. The bare runtime again; its two runs are averaged, so drift in a shared machine's speed
 //!    shows as their spread instead of biasing the ratio.
 //!
+//! 5. With `--second-model-dir`: the second model's bare runtime, then one service process
+//!    serving both models, each driven by half the clients at once; each model's pairs per
+//!    second as a share of its bare throughput (shares summing to 1.0: serving two models
+//!    together costs nothing over time-sharing the machine).
+//!
+//! Works for encoder and decoder students alike (the manifest decides).
 //! Run: `make bench` (or `cargo bench --bench service -- --model-dir DIR [flags]`).
 
 use std::path::PathBuf;
@@ -62,6 +68,9 @@ struct Args {
     max_batch_size: usize,
     #[arg(long, default_value_t = 18181)]
     port: u16,
+    /// A second model folder: also measure both models served at once by one process.
+    #[arg(long)]
+    second_model_dir: Option<PathBuf>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -144,7 +153,9 @@ fn bare_batches(
             let mut types = vec![0i64; rows * width];
             for (r, p) in chunk.iter().enumerate() {
                 ids[r * width..r * width + p.len()].copy_from_slice(&p.input_ids);
-                types[r * width..r * width + p.len()].copy_from_slice(&p.type_ids);
+                if p.type_ids.len() == p.len() {
+                    types[r * width..r * width + p.len()].copy_from_slice(&p.type_ids);
+                }
                 mask[r * width..r * width + p.len()].fill(1);
             }
             let shape = vec![rows as i64, width as i64];
@@ -300,6 +311,90 @@ async fn latency_at(url: &str, bodies: &[String], rate: f64, seconds: u64) -> (V
     (latencies, failed)
 }
 
+/// One model's bare-runtime side: its sessions and its pre-built batches of the request mix.
+struct Bare {
+    name: String,
+    sessions: Vec<Session>,
+    batches: Vec<Batch>,
+    mean_tokens: f64,
+}
+
+fn prepare_bare(
+    dir: &std::path::Path,
+    args: &Args,
+    intra: usize,
+    mix: &[(String, Vec<String>)],
+) -> anyhow::Result<Bare> {
+    let manifest = Manifest::load(dir)?;
+    let ranker = StudentRanker::load(
+        dir,
+        &SessionOptions {
+            sessions: 1,
+            intra_threads: 1,
+            ..SessionOptions::default()
+        },
+    )?;
+    let (batches, mean_tokens) = bare_batches(&ranker, &manifest, mix, args.max_batch_size);
+    drop(ranker);
+    let env = rradistill::runtime::environment()?;
+    let sessions: Vec<Session> = (0..args.sessions)
+        .map(|_| {
+            Session::builder(env)
+                .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
+                .and_then(|b| Ok(b.with_intra_threads(intra)?))
+                .and_then(|b| Ok(b.with_inter_threads(1)?))
+                .and_then(|mut b| b.commit_from_file(dir.join("model.onnx")))
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Bare {
+        name: manifest.name,
+        sessions,
+        batches,
+        mean_tokens,
+    })
+}
+
+/// The service binary on `args.port`, serving `models` (`--model-dir DIR` or `--models-file F`).
+fn spawn_service(
+    args: &Args,
+    intra: usize,
+    models: &[&str],
+) -> anyhow::Result<std::process::Child> {
+    Ok(std::process::Command::new(&args.service_bin)
+        .args(models)
+        .args(["--ort-dylib-path", args.ort_dylib_path.to_str().unwrap()])
+        .args(["--host", "127.0.0.1", "--port", &args.port.to_string()])
+        .args(["--cache-capacity", "0"])
+        .args(["--grpc-port", &(args.port + 1).to_string()])
+        .args(["--sessions", &args.sessions.to_string()])
+        .args(["--intra-threads", &intra.to_string()])
+        .args(["--max-batch-size", &args.max_batch_size.to_string()])
+        .args(["--max-queue-tokens", "10000000"])
+        .env("RUST_LOG", "warn")
+        .spawn()?)
+}
+
+async fn wait_ready(port: u16) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let ready = format!("http://127.0.0.1:{port}/ready");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while client
+        .get(&ready)
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the service did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cores = std::thread::available_parallelism()
@@ -311,94 +406,46 @@ fn main() -> anyhow::Result<()> {
         args.intra_threads
     };
     rradistill::runtime::init(&args.ort_dylib_path)?;
-    let manifest = Manifest::load(&args.model_dir)?;
-    let ranker = StudentRanker::load(
-        &args.model_dir,
-        &SessionOptions {
-            sessions: 1,
-            intra_threads: 1,
-            ..SessionOptions::default()
-        },
-    )?;
     let mix = request_mix(args.requests, args.documents);
-    let (batches, mean_tokens) = bare_batches(&ranker, &manifest, &mix, args.max_batch_size);
-    drop(ranker);
+    let mut first = prepare_bare(&args.model_dir, &args, intra, &mix)?;
     println!(
-        "model {} ({}), {} requests x {} documents, mean {:.0} tokens per pair, {} sessions x {} intra-op threads, batches of <= {}",
-        manifest.name, manifest.version, args.requests, args.documents, mean_tokens, args.sessions, intra, args.max_batch_size
+        "model {}, {} requests x {} documents, mean {:.0} tokens per pair, {} sessions x {} intra-op threads, batches of <= {}",
+        first.name, args.requests, args.documents, first.mean_tokens, args.sessions, intra, args.max_batch_size
     );
-
-    let env = rradistill::runtime::environment()?;
-    let mut sessions: Vec<Session> = (0..args.sessions)
-        .map(|_| {
-            Session::builder(env)
-                .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
-                .and_then(|b| Ok(b.with_intra_threads(intra)?))
-                .and_then(|b| Ok(b.with_inter_threads(1)?))
-                .and_then(|mut b| b.commit_from_file(args.model_dir.join("model.onnx")))
-                .map_err(|e| anyhow::anyhow!("{e}"))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    bare_throughput(&mut sessions, &batches, 2); // warm-up
-    let bare_before = bare_throughput(&mut sessions, &batches, args.seconds);
+    bare_throughput(&mut first.sessions, &first.batches, 2); // warm-up
+    let bare_before = bare_throughput(&mut first.sessions, &first.batches, args.seconds);
     println!("bare ONNX Runtime (before): {bare_before:.1} pairs/s");
 
-    let mut child = std::process::Command::new(&args.service_bin)
-        .args([
-            "--model-dir",
-            args.model_dir.to_str().unwrap(),
-            "--ort-dylib-path",
-            args.ort_dylib_path.to_str().unwrap(),
-        ])
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &args.port.to_string(),
-            "--cache-capacity",
-            "0",
-        ])
-        .args(["--grpc-port", &(args.port + 1).to_string()])
-        .args([
-            "--sessions",
-            &args.sessions.to_string(),
-            "--intra-threads",
-            &intra.to_string(),
-        ])
-        .args([
-            "--max-batch-size",
-            &args.max_batch_size.to_string(),
-            "--max-queue-tokens",
-            "10000000",
-        ])
-        .env("RUST_LOG", "warn")
-        .spawn()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let url = format!("http://127.0.0.1:{}/v1/rerank", args.port);
-    let bodies: Vec<String> = mix
-        .iter()
-        .map(|(q, d)| json!({"query": q, "documents": d}).to_string())
-        .collect();
+    let bodies = |model: Option<&str>| -> Vec<String> {
+        mix.iter()
+            .map(|(q, d)| match model {
+                Some(m) => json!({"model": m, "query": q, "documents": d}).to_string(),
+                None => json!({"query": q, "documents": d}).to_string(),
+            })
+            .collect()
+    };
+    let mut child = spawn_service(
+        &args,
+        intra,
+        &["--model-dir", args.model_dir.to_str().unwrap()],
+    )?;
+    let single = bodies(None);
     let result = runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let ready = format!("http://127.0.0.1:{}/ready", args.port);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while client.get(&ready).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-            anyhow::ensure!(Instant::now() < deadline, "the service did not become ready");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        saturation(&url, &bodies, args.concurrency, 3, args.documents).await; // warm-up
+        wait_ready(args.port).await?;
+        saturation(&url, &single, args.concurrency, 3, args.documents).await; // warm-up
         let (pairs_per_sec, requests_per_sec, failed) =
-            saturation(&url, &bodies, args.concurrency, args.seconds, args.documents).await;
+            saturation(&url, &single, args.concurrency, args.seconds, args.documents).await;
         println!(
             "service saturation ({} clients): {pairs_per_sec:.1} pairs/s ({requests_per_sec:.2} requests/s, {failed} failed)",
             args.concurrency
         );
         let rate = requests_per_sec * 0.5;
-        let (latencies, failed_open) = latency_at(&url, &bodies, rate, args.seconds).await;
+        let (latencies, failed_open) = latency_at(&url, &single, rate, args.seconds).await;
         println!(
             "service at 50% of saturation ({rate:.2} requests/s, {} requests, {failed_open} failed): p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms",
             latencies.len(),
@@ -412,9 +459,69 @@ fn main() -> anyhow::Result<()> {
     let _ = child.wait();
     let service = result?;
 
-    let bare_after = bare_throughput(&mut sessions, &batches, args.seconds);
+    let bare_after = bare_throughput(&mut first.sessions, &first.batches, args.seconds);
     println!("bare ONNX Runtime (after): {bare_after:.1} pairs/s");
     let bare = (bare_before + bare_after) / 2.0;
     println!("RATIO service / bare runtime = {:.3}  (bare {bare:.1} pairs/s, service {service:.1} pairs/s)", service / bare);
+
+    let Some(second_dir) = &args.second_model_dir else {
+        return Ok(());
+    };
+    // Two models in one service, driven at once (half the clients each), against each model's
+    // bare runtime alone: the shares add up to 1.0 when serving both costs nothing extra.
+    let mut second = prepare_bare(second_dir, &args, intra, &mix)?;
+    bare_throughput(&mut second.sessions, &second.batches, 2); // warm-up
+    let second_bare_before = bare_throughput(&mut second.sessions, &second.batches, args.seconds);
+    println!(
+        "bare ONNX Runtime, {} (before): {second_bare_before:.1} pairs/s",
+        second.name
+    );
+    drop(first.sessions);
+    let dir = std::path::Path::new("target/bench");
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join("two-models.toml");
+    let absolute = |p: &std::path::Path| std::fs::canonicalize(p).map(|p| p.display().to_string());
+    std::fs::write(
+        &file,
+        format!(
+            "[[model]]\nname = \"first\"\npath = \"{}\"\n[[model]]\nname = \"second\"\npath = \"{}\"\n",
+            absolute(&args.model_dir)?,
+            absolute(second_dir)?
+        ),
+    )?;
+    let mut child = spawn_service(&args, intra, &["--models-file", file.to_str().unwrap()])?;
+    let (first_bodies, second_bodies) = (bodies(Some("first")), bodies(Some("second")));
+    let half = (args.concurrency / 2).max(1);
+    let result = runtime.block_on(async {
+        wait_ready(args.port).await?;
+        tokio::join!(
+            saturation(&url, &first_bodies, half, 3, args.documents),
+            saturation(&url, &second_bodies, half, 3, args.documents)
+        ); // warm-up
+        let (a, b) = tokio::join!(
+            saturation(&url, &first_bodies, half, args.seconds, args.documents),
+            saturation(&url, &second_bodies, half, args.seconds, args.documents)
+        );
+        anyhow::Ok((a, b))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let ((a_pairs, _, a_failed), (b_pairs, _, b_failed)) = result?;
+    let second_bare_after = bare_throughput(&mut second.sessions, &second.batches, args.seconds);
+    println!(
+        "bare ONNX Runtime, {} (after): {second_bare_after:.1} pairs/s",
+        second.name
+    );
+    let second_bare = (second_bare_before + second_bare_after) / 2.0;
+    println!(
+        "two models at once ({half} clients each): {} {a_pairs:.1} pairs/s ({a_failed} failed), {} {b_pairs:.1} pairs/s ({b_failed} failed)",
+        first.name, second.name
+    );
+    println!(
+        "SHARES of each model's bare throughput: {:.3} + {:.3} = {:.3}",
+        a_pairs / bare,
+        b_pairs / second_bare,
+        a_pairs / bare + b_pairs / second_bare
+    );
     Ok(())
 }

@@ -259,6 +259,43 @@ async fn experiments_assign_sticky_variants_in_proportion() {
         "{body}"
     );
 
+    // gRPC: the same assignment for the same user, named in the response.
+    let mut grpc = rradistill::grpc::pb::rerank_client::RerankClient::connect(server.grpc_url())
+        .await
+        .unwrap();
+    let ask_grpc = |user: &str, force: &str| rradistill::grpc::pb::RerankRequest {
+        model: "ab".into(),
+        query: "install a package".into(),
+        documents: vec!["a".into(), "b".into()],
+        user: user.into(),
+        force_variant: force.into(),
+        ..Default::default()
+    };
+    let (_, _, rest) = server.post("/v1/rerank", &ask(Some("erin".into()))).await;
+    let reply = grpc
+        .rerank(ask_grpc("erin", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.experiment, "ab");
+    assert_eq!(
+        reply.variant,
+        rest["meta"]["experiment"]["variant"].as_str().unwrap()
+    );
+    assert_eq!(reply.model, reply.variant);
+    assert_eq!(reply.assigned_by, "sticky");
+    let forced = grpc
+        .rerank(ask_grpc("erin", "decoder"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (forced.variant.as_str(), forced.assigned_by.as_str()),
+        ("decoder", "forced")
+    );
+    let refused = grpc.rerank(ask_grpc("erin", "nope")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+
     // The variant is a metrics label; the experiment is listed.
     let (_, metrics) = server.get_text("/metrics").await;
     assert!(

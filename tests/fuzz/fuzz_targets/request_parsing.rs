@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
+use rradistill::model::registry::RoutingHints;
 use rradistill::api::cohere::CohereRequest;
 use rradistill::api::tei::TeiRequest;
 use rradistill::model::Truncation;
@@ -33,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
                 max_document_tokens: request.max_tokens_per_doc.and_then(|n| usize::try_from(n).ok()),
                 ..Truncation::default()
             },
+            routing: RoutingHints { unit: request.user, forced_variant: None },
         });
     }
     if let Ok(request) = serde_json::from_slice::<TeiRequest>(data) {
@@ -43,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
             top_n: request.top_n.and_then(|n| usize::try_from(n).ok()),
             raw_scores: request.raw_scores,
             truncation: Truncation { enabled: request.truncate.unwrap_or(false), ..Truncation::default() },
+            routing: RoutingHints { unit: request.user, forced_variant: None },
         });
     }
 });
