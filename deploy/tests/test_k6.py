@@ -86,12 +86,16 @@ def test_dashboard_and_alert_metrics_are_exported(service):
         base + "/v1/rerank", data=json.dumps({"query": "q", "documents": ["a", "b"]}).encode(),
         headers={"content-type": "application/json"})).read()
     exported = urllib.request.urlopen(base + "/metrics").read().decode()
-    names = set(re.findall(r"^([a-z_]+?)(?:_bucket|_sum|_count)?\{", exported, re.M))
-    names |= set(re.findall(r"^([a-z_]+)\{", exported, re.M))
+    names = set(re.findall(r"^([a-z0-9_]+?)(?:_bucket|_sum|_count)?\{", exported, re.M))
+    names |= set(re.findall(r"^([a-z0-9_]+)\{", exported, re.M))
     used = set()
     for path in [DEPLOY / "prometheus/alerts.yml", DEPLOY / "grafana/rradistill.json"]:
-        used |= set(re.findall(r"\b((?:te|rradistill)_[a-z_]+)", path.read_text()))
-    event_counters = {"te_request_failure", "rradistill_batch_failures", "rradistill_items_dropped"}
+        used |= set(re.findall(r"\b((?:te|rradistill)_[a-z0-9_]+)", path.read_text()))
+    event_counters = {"te_request_failure", "rradistill_batch_failures", "rradistill_items_dropped",
+                      # only once an experiment routes, a shadow compares, a reload happens
+                      "rradistill_experiment_requests", "rradistill_shadow_comparisons",
+                      "rradistill_shadow_kendall_tau", "rradistill_shadow_top1_agreements",
+                      "rradistill_reloads"}
     for metric in sorted(used):
         base_name = re.sub(r"_(bucket|sum|count)$", "", metric) if metric != "te_request_count" else metric
         if base_name in event_counters:
