@@ -19,14 +19,12 @@ use super::{PreparedPair, PreparedQuery, RankError, Truncation, TruncationSide};
 
 /// What a model's tokenization offers the ranker: the same contract for both families.
 pub trait PairEncoder: Send + Sync {
+    /// The model's tokenizer, padding and truncation off.
+    fn tokenizer(&self) -> &Tokenizer;
     fn window(&self) -> usize;
-    fn vocab_size(&self) -> usize;
-    fn token_to_id(&self, token: &str) -> Option<u32>;
-    fn prepare_query(
-        &self,
-        query: &str,
-        max_query_tokens: usize,
-    ) -> Result<PreparedQuery, RankError>;
+    /// The longest query allowed: the configured limit, and never so long that no document
+    /// token fits.
+    fn query_limit(&self, max_query_tokens: usize) -> usize;
     fn prepare_pair(
         &self,
         query: &PreparedQuery,
@@ -34,6 +32,22 @@ pub trait PairEncoder: Send + Sync {
         index: usize,
         truncation: &Truncation,
     ) -> Result<PreparedPair, RankError>;
+
+    fn vocab_size(&self) -> usize {
+        self.tokenizer().get_vocab_size(true)
+    }
+
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer().token_to_id(token)
+    }
+
+    fn prepare_query(
+        &self,
+        query: &str,
+        max_query_tokens: usize,
+    ) -> Result<PreparedQuery, RankError> {
+        query_within(self.tokenizer(), query, self.query_limit(max_query_tokens))
+    }
 }
 
 /// Loads `tokenizer.json` with its own padding and truncation switched off: the service pads
@@ -148,33 +162,19 @@ impl PromptTokenizer {
     pub fn template_tokens(&self) -> usize {
         self.prefix.len() + self.middle.len() + self.suffix.len()
     }
-
-    /// The longest query allowed: the configured limit, and never so long that no document
-    /// token fits.
-    pub fn query_limit(&self, max_query_tokens: usize) -> usize {
-        max_query_tokens.min(self.window - self.template_tokens() - 1)
-    }
 }
 
 impl PairEncoder for PromptTokenizer {
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
     fn window(&self) -> usize {
         self.window
     }
 
-    fn vocab_size(&self) -> usize {
-        self.tokenizer.get_vocab_size(true)
-    }
-
-    fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.tokenizer.token_to_id(token)
-    }
-
-    fn prepare_query(
-        &self,
-        query: &str,
-        max_query_tokens: usize,
-    ) -> Result<PreparedQuery, RankError> {
-        query_within(&self.tokenizer, query, self.query_limit(max_query_tokens))
+    fn query_limit(&self, max_query_tokens: usize) -> usize {
+        max_query_tokens.min(self.window - self.template_tokens() - 1)
     }
 
     fn prepare_pair(
@@ -241,33 +241,19 @@ impl PairTokenizer {
             window,
         })
     }
-
-    /// The longest query allowed: the configured limit, and never so long that no document
-    /// token fits.
-    pub fn query_limit(&self, max_query_tokens: usize) -> usize {
-        max_query_tokens.min(self.window - self.pair_overhead - 1)
-    }
 }
 
 impl PairEncoder for PairTokenizer {
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
     fn window(&self) -> usize {
         self.window
     }
 
-    fn vocab_size(&self) -> usize {
-        self.tokenizer.get_vocab_size(true)
-    }
-
-    fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.tokenizer.token_to_id(token)
-    }
-
-    fn prepare_query(
-        &self,
-        query: &str,
-        max_query_tokens: usize,
-    ) -> Result<PreparedQuery, RankError> {
-        query_within(&self.tokenizer, query, self.query_limit(max_query_tokens))
+    fn query_limit(&self, max_query_tokens: usize) -> usize {
+        max_query_tokens.min(self.window - self.pair_overhead - 1)
     }
 
     fn prepare_pair(
