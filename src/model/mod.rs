@@ -3,9 +3,11 @@
 //! A model is a folder (`model.onnx`, `tokenizer.json`, `manifest.json`; see [`manifest`]).
 //! The [`Ranker`] trait is the one seam between the serving core and a model family: it
 //! prepares pairs (tokenization and truncation, the model's own business) and scores a batch
-//! of prepared pairs on one of its sessions. The encoder student (RRA-BERT, a cross-encoder)
-//! is [`student::StudentRanker`] (encoder or decoder, by the manifest). The
-//! [`registry`] holds the models a process serves.
+//! of prepared pairs on one of its sessions. Both students, the encoder (RRA-BERT, a
+//! cross-encoder) and the decoder (RRA-GPT, a prompt and a ranking layer), are
+//! [`student::StudentRanker`]: [`tokenize`] builds their inputs, [`graph`] runs them on an
+//! execution provider. [`catalog`] reads the models file; the [`registry`] holds the models a
+//! process serves and routes requests between them (experiments, shadows, reload).
 
 pub mod catalog;
 pub mod graph;
