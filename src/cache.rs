@@ -1,8 +1,9 @@
 //! The score cache (moka): pairs already scored skip tokenization and inference.
 //!
 //! The key is a 128-bit hash (xxh3) of everything that decides a score: model name and
-//! version, query, document text and how the document is truncated. A new model version
-//! therefore never sees the old one's entries. Keys and values are fixed-size (16 + 12
+//! fingerprint (a hash of the model folder's manifest, tokenizer and graph), query, document
+//! text and how the document is truncated. A reloaded or replaced model therefore never sees
+//! the old one's entries, even under the same version string. Keys and values are fixed-size (16 + 12
 //! bytes plus moka's overhead), so bounding entries bounds bytes; entries also expire after
 //! a TTL. Capacity 0 disables the cache. Stored is the raw score; the activation is applied
 //! per request, so `raw_scores` requests share entries with the others.
@@ -43,14 +44,14 @@ impl ScoreCache {
 
     pub fn key(
         model: &str,
-        version: &str,
+        fingerprint: &str,
         query: &str,
         document: &str,
         truncation: &Truncation,
     ) -> u128 {
         let mut h = Xxh3::new();
         // Length-prefix every field so ("ab", "c") and ("a", "bc") differ.
-        for field in [model, version, query, document] {
+        for field in [model, fingerprint, query, document] {
             h.update(&(field.len() as u64).to_le_bytes());
             h.update(field.as_bytes());
         }

@@ -212,8 +212,16 @@ impl Graph {
         let width = batch.iter().map(|p| p.len()).max().unwrap_or(0);
         let mut ids = vec![self.pad_id; rows * width];
         let mut mask = vec![0i64; rows * width];
-        let mut types = vec![0i64; rows * width];
-        let mut positions = vec![0i64; rows * width];
+        let names = &self.inputs;
+        // Segment ids and positions only for graphs that take them (the hot path).
+        let mut types = names
+            .token_type_ids
+            .as_ref()
+            .map(|_| vec![0i64; rows * width]);
+        let mut positions = names
+            .position_ids
+            .as_ref()
+            .map(|_| vec![0i64; rows * width]);
         for (row, pair) in batch.iter().enumerate() {
             let n = pair.len();
             let start = row * width
@@ -222,28 +230,31 @@ impl Graph {
                     PaddingSide::Left => width - n,
                 };
             ids[start..start + n].copy_from_slice(&pair.input_ids);
-            if pair.type_ids.len() == n {
+            mask[start..start + n].fill(1);
+            if let Some(types) = types.as_mut().filter(|_| pair.type_ids.len() == n) {
                 types[start..start + n].copy_from_slice(&pair.type_ids);
             }
-            mask[start..start + n].fill(1);
-            for (offset, p) in positions[start..start + n].iter_mut().enumerate() {
-                *p = offset as i64;
+            if let Some(positions) = positions.as_mut() {
+                for (offset, p) in positions[start..start + n].iter_mut().enumerate() {
+                    *p = offset as i64;
+                }
             }
         }
         let tensor = |data: Vec<i64>| {
             Tensor::from_array((vec![rows as i64, width as i64], data))
                 .map_err(|e| RankError::Inference(format!("cannot build input tensor: {e}")))
         };
-        let names = &self.inputs;
         let mut inputs = vec![
             (names.input_ids.clone(), tensor(ids)?.into_dyn()),
             (names.attention_mask.clone(), tensor(mask)?.into_dyn()),
         ];
-        if let Some(name) = &names.token_type_ids {
-            inputs.push((name.clone(), tensor(types)?.into_dyn()));
-        }
-        if let Some(name) = &names.position_ids {
-            inputs.push((name.clone(), tensor(positions)?.into_dyn()));
+        for (name, data) in [
+            (&names.token_type_ids, types),
+            (&names.position_ids, positions),
+        ] {
+            if let (Some(name), Some(data)) = (name, data) {
+                inputs.push((name.clone(), tensor(data)?.into_dyn()));
+            }
         }
 
         let slot = self

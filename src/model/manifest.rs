@@ -203,3 +203,100 @@ impl Manifest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(kind: &str, prompt: serde_json::Value, position_ids: bool) -> Result<Manifest> {
+        let mut inputs =
+            serde_json::json!({"input_ids": "input_ids", "attention_mask": "attention_mask"});
+        if position_ids {
+            inputs["position_ids"] = "position_ids".into();
+        }
+        let mut value = serde_json::json!({"name": "m", "version": "1", "kind": kind,
+            "max_sequence_length": 64, "inputs": inputs, "output": "scores",
+            "score_activation": "sigmoid"});
+        if !prompt.is_null() {
+            value["prompt"] = prompt;
+        }
+        let manifest: Manifest = serde_json::from_value(value)?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    #[test]
+    fn a_decoder_prompt_is_cut_at_its_slots() {
+        let m = manifest(
+            "decoder",
+            serde_json::json!({"template": "Q: {query}\nD: {document}\nRelevant:"}),
+            false,
+        )
+        .unwrap();
+        let pieces = m.prompt.unwrap().pieces().unwrap();
+        assert_eq!(
+            pieces,
+            PromptPieces {
+                prefix: "Q: ".into(),
+                middle: "\nD: ".into(),
+                suffix: "\nRelevant:".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_prompts_are_refused_with_the_reason() {
+        let cases = [
+            (
+                "decoder",
+                serde_json::Value::Null,
+                false,
+                "needs a `prompt`",
+            ),
+            (
+                "encoder",
+                serde_json::json!({"template": "{query} {document}"}),
+                false,
+                "takes no `prompt`",
+            ),
+            (
+                "decoder",
+                serde_json::json!({"template": "{document} only"}),
+                false,
+                "exactly once",
+            ),
+            (
+                "decoder",
+                serde_json::json!({"template": "{query} {query} {document}"}),
+                false,
+                "2 and 1 times",
+            ),
+            (
+                "decoder",
+                serde_json::json!({"template": "{document} then {query}"}),
+                false,
+                "before `{document}`",
+            ),
+            (
+                "decoder",
+                serde_json::json!({"template": "{query} {document}", "padding_side": "left"}),
+                false,
+                "needs positions",
+            ),
+        ];
+        for (kind, prompt, positions, expected) in cases {
+            let error = format!(
+                "{:#}",
+                manifest(kind, prompt.clone(), positions).unwrap_err()
+            );
+            assert!(error.contains(expected), "{kind} {prompt}: {error}");
+        }
+        // Left padding with positions mapped is fine.
+        manifest(
+            "decoder",
+            serde_json::json!({"template": "{query} {document}", "padding_side": "left"}),
+            true,
+        )
+        .unwrap();
+    }
+}
