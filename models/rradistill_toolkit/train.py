@@ -94,8 +94,32 @@ def select_positions(enc) -> list[int]:
     return out
 
 
+MIN_DOCUMENT_TOKENS = 32
+
+
+def fit_query(tok, query: str, min_document_tokens: int = MIN_DOCUMENT_TOKENS) -> str:
+    """The query, cut at a token boundary if it would leave the document fewer than
+    ``min_document_tokens`` of the window. The service refuses such a query (too long is an
+    error there); a training query is kept, with its beginning, rather than dropped."""
+    trunc = tok.truncation
+    if not trunc:
+        return query
+    keep = max(1, trunc["max_length"] - tok.num_special_tokens_to_add(True) - min_document_tokens)
+    tok.no_truncation()  # pair truncation refuses a lone sequence
+    try:
+        enc = tok.encode(query, add_special_tokens=False)
+    finally:
+        tok.enable_truncation(trunc["max_length"], stride=trunc["stride"], strategy=trunc["strategy"],
+                              direction=trunc["direction"])
+    if len(enc.ids) <= keep:
+        return query
+    return query[: enc.offsets[keep - 1][1]]
+
+
 def encode_pairs(tok, query: str, docs: list[str], with_selection: bool = True):
-    """Tensors for a list of (query, document) pairs, padded to the longest."""
+    """Tensors for a list of (query, document) pairs, padded to the longest; an overlong
+    query is cut (``fit_query``), the documents are cut from their end."""
+    query = fit_query(tok, query)
     encs = tok.encode_batch([(query, d) for d in docs])
     width = max(len(e.ids) for e in encs)
     n = len(encs)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rradistill_toolkit.losses import listwise_softmax_ce, ranknet, teacher_gains
-from rradistill_toolkit.train import RRABert, encode_pairs, load_tokenizer, rra_loss, select_positions
+from rradistill_toolkit.train import RRABert, encode_pairs, fit_query, load_tokenizer, rra_loss, select_positions
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,20 @@ def test_token_selection(minilm):
     # ("to") and punctuation never
     assert picked == ["install", "off", "##line", "off", "##line"]
     assert all(enc.type_ids[p] == 1 for p in select_positions(enc))
+
+
+def test_an_overlong_training_query_is_cut_not_fatal(minilm):
+    tok = load_tokenizer(minilm / "tokenizer.json", 64)
+    query = " ".join(f"word{i}" for i in range(200))
+    batch = encode_pairs(tok, query, ["install offline now " * 20, "the weather"])
+    ids = batch["input_ids"]
+    assert ids.shape == (2, 64)
+    sep = tok.token_to_id("[SEP]")
+    first_sep = [list(row).index(sep) for row in ids.tolist()]
+    assert first_sep == [1 + 64 - 3 - 32] * 2  # [CLS] + the query's first 29 tokens
+    assert (batch["attention_mask"][1].sum() < 64)  # the short document is not padded out by the cut
+    short = "install packages offline"
+    assert fit_query(tok, short) == short
 
 
 def test_tcl_gradients_reach_the_encoder(tiny_bert, minilm):
