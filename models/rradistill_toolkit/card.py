@@ -46,6 +46,28 @@ def teacher_rows(ev: dict, stats_dir: str) -> list[str]:
     return rows
 
 
+def tcl_verdict(ev: dict, stu: float, abl: float) -> str:
+    """With the paired interval: a difference only when the interval excludes zero."""
+    r = comparison(ev, "RRA-BERT", "RRA-BERT-no-TCL")
+    if r is None:
+        return "no clear difference" if abs(stu - abl) < 0.02 else "TCL helped" if stu > abl else "TCL did not help"
+    lo, hi = r["ci95"]
+    return "TCL helped" if lo > 0 else "TCL hurt" if hi < 0 else "no clear difference"
+
+
+def tcl_interval(ev: dict) -> str:
+    r = comparison(ev, "RRA-BERT", "RRA-BERT-no-TCL")
+    return "" if r is None else f", 95% interval [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}], p = {r['p_value']:.2g}"
+
+
+def comparison(ev: dict, a: str, b: str, group: str = "all") -> dict | None:
+    """The evaluate stage's paired comparison of ``a`` minus ``b`` (NDCG@10, ground truth)."""
+    for r in ev.get("comparisons", []):
+        if r["a"] == a and r["b"] == b and r["group"] == group:
+            return r
+    return None
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Write the model card.")
     ap.add_argument("--work", default=str(WORK_DIR))
@@ -143,14 +165,24 @@ def main(argv=None) -> None:
     L.append(f"- RRA-BERT NDCG@10 (ground truth, all held-out): {_f(stu)}; its teacher ({ref}): {_f(tea)}; "
              f"ratio {_f(ratio * 100 if ratio is not None else None, 1)}% (target >= 95%): "
              f"**{'met' if ratio is not None and ratio >= 0.95 else 'not met'}**.")
-    L.append(f"- BM25 on the same candidates: {_f(bm)}; RRA-BERT is "
-             f"{'above' if stu is not None and bm is not None and stu > bm else 'below'} it by {_f(abs((stu or 0) - (bm or 0)))}.")
+    vs_bm25 = comparison(ev, "RRA-BERT", "BM25")
+    if vs_bm25:
+        lo, hi = vs_bm25["ci95"]
+        verdict = ("clearly above BM25: the interval excludes zero" if lo > 0 else
+                   "clearly below BM25" if hi < 0 else "not clearly different from BM25: the interval includes zero")
+        L.append(f"- BM25 on the same candidates: {_f(bm)}; RRA-BERT minus BM25, per query: {vs_bm25['mean_difference']:+.3f} "
+                 f"(95% bootstrap interval [{lo:+.3f}, {hi:+.3f}], permutation p = {vs_bm25['p_value']:.2g}; "
+                 f"better on {vs_bm25['better']} queries, worse on {vs_bm25['worse']}, tied on {vs_bm25['tied']}): "
+                 f"**{verdict}**.")
+    else:
+        L.append(f"- BM25 on the same candidates: {_f(bm)}; RRA-BERT is "
+                 f"{'above' if stu is not None and bm is not None and stu > bm else 'below'} it by {_f(abs((stu or 0) - (bm or 0)))}.")
     if abl is None:
         L.append("- TCL ablation: not in this evaluation (no `RRA-BERT-no-TCL` student was evaluated).")
     else:
       L.append(f"- TCL ablation (same labels, steps and seed, TCL off): NDCG@10 {_f(abl)} vs {_f(stu)} with TCL "
-             f"({'no clear difference' if abs(stu - abl) < 0.02 else 'TCL helped' if stu > abl else 'TCL did not help'} on this data, "
-             f"difference {_f((stu or 0) - (abl or 0))}; English {_f(nd('RRA-BERT-no-TCL', 'en'))} vs {_f(nd('RRA-BERT', 'en'))}, "
+             f"({tcl_verdict(ev, stu, abl)} on this data, "
+             f"difference {_f((stu or 0) - (abl or 0))}{tcl_interval(ev)}; English {_f(nd('RRA-BERT-no-TCL', 'en'))} vs {_f(nd('RRA-BERT', 'en'))}, "
              f"Korean {_f(nd('RRA-BERT-no-TCL', 'ko'))} vs {_f(nd('RRA-BERT', 'ko'))}). One seed, one run each: differences of "
              "a few hundredths are within noise at this query count.")
     L.append(f"- Korean held-out queries (reported separately above): RRA-BERT {_f(nd('RRA-BERT', 'ko'))} vs BM25 "

@@ -13,7 +13,9 @@ Each held-out query is re-ranked over its 20 pre-ranked candidates (stage 3), by
 Metrics (``metrics``): NDCG@1/5/10 and MRR@10 against the ground truth (the source's
 known relevant document) and against the reference teacher's labels (``--reference``,
 gains 2^-(rank-1), i.e. fidelity to the teacher), for all queries and per language
-(en / ko). Cost: milliseconds per (query, document) pair on this machine, 2 threads:
+(en / ko). Paired comparisons on NDCG@10 against ground truth (``metrics.paired_comparison``):
+each student against BM25, the pre-ranker, the reference teacher and every other student,
+with a 95% bootstrap interval and a permutation p-value. Cost: milliseconds per (query, document) pair on this machine, 2 threads:
 students timed here (one batch of 20 pairs per query); BM25 timed here (retrieval of 50
 from the whole corpus, per candidate); the pre-ranker and teachers from their own stages'
 timings (per candidate of the prompt / scored list).
@@ -35,7 +37,7 @@ import numpy as np
 
 from .common import WORK_DIR, iter_jsonl, load_corpus, load_queries, read_jsonl, write_json
 from .losses import teacher_gains
-from .metrics import METRICS, evaluate_rankings
+from .metrics import METRICS, evaluate_rankings, paired_comparison, per_query
 
 
 def teacher_ranking(label: dict, candidates: list[dict]) -> list[str]:
@@ -155,6 +157,7 @@ def run(args) -> dict:
         if "queries_labelled" in m:
             entry["queries_labelled"] = m["queries_labelled"]
         result["methods"][name] = entry
+    result["comparisons"] = compare_students(methods, gt, groups, ref_name=f"teacher:{args.reference}" if ref else None)
     os.makedirs(args.out, exist_ok=True)
     write_json(os.path.join(args.out, "eval.json"), result)
     table = markdown_table(result)
@@ -163,6 +166,38 @@ def run(args) -> dict:
     plot(result, os.path.join(args.out, "eval.png"))
     print(table)
     return result
+
+
+def compare_students(methods: dict, gt: dict, groups: dict, ref_name: str | None, metric: str = "NDCG@10") -> list[dict]:
+    """Each student minus each baseline (BM25, pre-ranker, the reference teacher, the other
+    students) on ``metric`` against ground truth, per query group, on the queries both ranked."""
+    students = [n for n, m in methods.items() if m["kind"] == "student"]
+    out = []
+    for s in students:
+        baselines = ["BM25", "pre-ranker"] + ([ref_name] if ref_name in methods else []) + \
+            [o for o in students if o != s and students.index(o) > students.index(s)]
+        for b in baselines:
+            for g, qs in groups.items():
+                if not qs:
+                    continue
+                ma = per_query(methods[s]["rankings"], {q: gt[q] for q in qs if q in methods[s]["rankings"]}, metric)
+                mb = per_query(methods[b]["rankings"], {q: gt[q] for q in qs if q in methods[b]["rankings"]}, metric)
+                out.append({"a": s, "b": b, "group": g, "metric": metric, **paired_comparison(ma, mb)})
+    return out
+
+
+def comparison_table(result: dict) -> str:
+    rows = result.get("comparisons", [])
+    if not rows:
+        return ""
+    lines = [f"\n**Paired comparisons ({rows[0]['metric']}, ground truth): a minus b on the queries both ranked**\n",
+             "| a | b | queries | mean difference | 95% interval | p (permutation) | a better / worse / tied |",
+             "|---|---|---:|---:|---|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['a']} | {r['b']} ({r['group']}) | {r['queries']} | {r['mean_difference']:+.3f} | "
+                     f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['p_value']:.3g} | "
+                     f"{r['better']} / {r['worse']} / {r['tied']} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(result: dict) -> str:
@@ -180,7 +215,7 @@ def markdown_table(result: dict) -> str:
                 m = e[f"{target}/{g}"]
                 lines.append(f"| {n} | {m['queries']} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS)
                              + f" | {e['ms_per_pair']:.2f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + comparison_table(result)
 
 
 def plot(result: dict, path: str) -> None:

@@ -5,6 +5,11 @@
 ideal ordering is over all judged documents given (so a relevant document the candidate
 list lacks lowers the score). A query without any positive gain scores 0 and is counted.
 MRR@k: 1/rank of the first document with a positive gain within the top k, else 0.
+
+``paired_comparison`` says whether one ranker is really better than another on the same
+queries: the mean per-query difference, its 95% bootstrap confidence interval and a paired
+permutation test's two-sided p-value (scipy.stats). "Clearly above" in a model card means
+the interval's lower bound is above zero.
 """
 
 from __future__ import annotations
@@ -36,6 +41,37 @@ METRICS = {
     "NDCG@10": lambda r, g: ndcg_at_k(r, g, 10),
     "MRR@10": lambda r, g: mrr_at_k(r, g, 10),
 }
+
+
+def per_query(rankings: dict[str, list[str]], qrels: dict[str, dict[str, float]], metric: str) -> dict[str, float]:
+    """One metric per query in ``qrels`` (a query without a ranking scores 0)."""
+    fn = METRICS[metric]
+    return {qid: fn(rankings.get(qid, []), gains) for qid, gains in qrels.items()}
+
+
+def paired_comparison(a: dict[str, float], b: dict[str, float], resamples: int = 10000, seed: int = 0) -> dict:
+    """``a`` minus ``b`` over the queries both scored: mean difference, 95% percentile
+    bootstrap interval of that mean, permutation-test p-value (signs of the per-query
+    differences flipped at random), and how many queries went each way."""
+    import numpy as np
+    from scipy import stats
+
+    qids = sorted(set(a) & set(b))
+    diff = np.array([a[q] - b[q] for q in qids], dtype=np.float64)
+    out = {"queries": len(qids), "mean_difference": float(diff.mean()) if len(qids) else 0.0,
+           "better": int((diff > 0).sum()), "worse": int((diff < 0).sum()), "tied": int((diff == 0).sum())}
+    if len(qids) < 2 or not diff.any():
+        out.update(ci95=[out["mean_difference"], out["mean_difference"]], p_value=1.0)
+        return out
+    rng = np.random.default_rng(seed)
+    boot = stats.bootstrap((diff,), np.mean, n_resamples=resamples, confidence_level=0.95,
+                           method="percentile", random_state=rng)
+    perm = stats.permutation_test((np.array([a[q] for q in qids]), np.array([b[q] for q in qids])),
+                                  lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
+                                  vectorized=True, n_resamples=resamples, alternative="two-sided", random_state=rng)
+    out.update(ci95=[float(boot.confidence_interval.low), float(boot.confidence_interval.high)],
+               p_value=float(perm.pvalue))
+    return out
 
 
 def evaluate_rankings(rankings: dict[str, list[str]], qrels: dict[str, dict[str, float]]) -> dict[str, float]:
