@@ -201,6 +201,18 @@ class RRAGpt(nn.Module):
             self.rank_head.weight.normal_(0.0, 0.02, generator=g)
             self.rank_head.bias.zero_()
 
+    def init_rank_head_from_answer(self, yes_id: int, no_id: int) -> None:
+        """Start the ranking layer as the LM's own judgement: its weight is the LM head's row
+        for ``yes`` minus the row for ``no`` (both read the same final-norm hidden state), so the
+        initial score is the zero-shot logit(yes) - logit(no) after the prompt, the direction
+        L_cls also trains, instead of a random projection of a state whose variation across
+        candidates is a few percent of its size."""
+        with torch.no_grad():
+            w = self.lm.lm_head.weight
+            self.rank_head.weight.copy_((w[yes_id] - w[no_id]).unsqueeze(0))
+            bias = getattr(self.lm.lm_head, "bias", None)
+            self.rank_head.bias.fill_(float(bias[yes_id] - bias[no_id]) if bias is not None else 0.0)
+
     def forward(self, input_ids, attention_mask, score_at, with_lm_logits: bool = False):
         """Scores [B] read at ``score_at`` [B] (the prompt's last token); LM logits if asked."""
         out = self.lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)

@@ -173,6 +173,8 @@ def train(args) -> dict:
     tok_path, pad_id = ensure_tokenizer(args)
     enc = gpt.PromptEncoder(tok_path, args.max_length, pad_id)
     model = build_model(args, pad_id)
+    if args.rank_init == "answer":
+        model.init_rank_head_from_answer(enc.word_id(gpt.YES), enc.word_id(gpt.NO))
     model.train()
     head = list(model.rank_head.parameters())
     body = [p for n, p in model.named_parameters() if not n.startswith("rank_head")]
@@ -197,7 +199,7 @@ def train(args) -> dict:
     config = {"student": "RRA-GPT", "base": "SmolLM2-135M-Instruct" if args.init == "gguf" else "tiny-random-llama",
               "layers": model.lm.config.num_hidden_layers, "hidden": model.lm.config.hidden_size,
               "labels": os.path.basename(args.labels), "rationales": os.path.basename(rationales_path) if rationales else None,
-              "rationales_used": n_rat, "alpha": args.alpha, "beta": args.beta, "loss": args.loss,
+              "rationales_used": n_rat, "rank_init": args.rank_init, "alpha": args.alpha, "beta": args.beta, "loss": args.loss,
               "max_length": args.max_length, "pad_token_id": pad_id, "queries": len(ds),
               "skipped_no_ranked": ds.skipped_no_ranked, "docs_per_query": args.docs_per_query,
               "epochs": args.epochs, "steps": total, "queries_per_step": args.queries_per_step,
@@ -275,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--vocab-size", type=int, default=49152, help="--init tiny only")
     ap.add_argument("--untied", action="store_true", help="--init tiny only: separate LM head and embeddings")
     ap.add_argument("--layers", type=int, default=0, help="keep the first N decoder blocks (0: all)")
+    ap.add_argument("--rank-init", default="random", choices=["random", "answer"],
+                    help="ranking layer start: random, or the LM head's yes-minus-no row (the zero-shot judgement)")
     ap.add_argument("--alpha", type=float, default=0.5, help="weight of L_cls (0: off)")
     ap.add_argument("--beta", type=float, default=0.0, help="weight of L_reason (0: off; >0 needs rationales)")
     ap.add_argument("--loss", default="listwise", choices=sorted(LOSSES))

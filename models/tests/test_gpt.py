@@ -129,6 +129,24 @@ def test_tied_embeddings_still_train_the_lm_only_through_lm_terms(encoder):
     assert rows1 > 1000  # the LM head's softmax reaches every vocabulary row
 
 
+def test_answer_initialised_ranking_layer_scores_the_zero_shot_yes_minus_no(encoder):
+    """--rank-init answer: before any training the score is logit(yes) - logit(no) at the
+    prompt's end, and the ranking layer is a copy (training it leaves the LM head alone)."""
+    model = tiny_model(encoder.tok.get_vocab_size(), tie=True)
+    yes, no = encoder.word_id("yes"), encoder.word_id("no")
+    model.init_rank_head_from_answer(yes, no)
+    feed = {k: torch.from_numpy(v) for k, v in encoder.batch(
+        [("how do I install a package offline", "Use dpkg -i with the .deb file."),
+         ("what is a socket", "A socket is an endpoint for communication between two programs.")]).items()}
+    with torch.no_grad():
+        at = feed["attention_mask"].sum(-1) - 1
+        scores, logits = model(feed["input_ids"], feed["attention_mask"], at, with_lm_logits=True)
+        picked = logits[torch.arange(2), at]
+    assert torch.allclose(scores, picked[:, yes] - picked[:, no], atol=1e-5)
+    assert scores[0] != scores[1]
+    assert model.rank_head.weight.data_ptr() != model.lm.lm_head.weight.data_ptr()
+
+
 def test_exported_graph_has_no_lm_head_and_ignores_padding(encoder, tmp_path):
     import onnxruntime as ort
 
