@@ -170,19 +170,22 @@ def run(args) -> dict:
 
 def compare_students(methods: dict, gt: dict, groups: dict, ref_name: str | None, metric: str = "NDCG@10") -> list[dict]:
     """Each student minus each baseline (BM25, pre-ranker, the reference teacher, the other
-    students) on ``metric`` against ground truth, per query group, on the queries both ranked."""
+    students), and the reference teacher minus BM25 (how far above BM25 a faithful student can
+    get), on ``metric`` against ground truth, per query group, on the queries both ranked."""
     students = [n for n, m in methods.items() if m["kind"] == "student"]
+    pairs = []
+    for i, s in enumerate(students):
+        pairs += [(s, b) for b in ["BM25", "pre-ranker"] + ([ref_name] if ref_name in methods else []) + students[i + 1:]]
+    if ref_name in methods:
+        pairs.append((ref_name, "BM25"))
     out = []
-    for s in students:
-        baselines = ["BM25", "pre-ranker"] + ([ref_name] if ref_name in methods else []) + \
-            [o for o in students if o != s and students.index(o) > students.index(s)]
-        for b in baselines:
-            for g, qs in groups.items():
-                if not qs:
-                    continue
-                ma = per_query(methods[s]["rankings"], {q: gt[q] for q in qs if q in methods[s]["rankings"]}, metric)
-                mb = per_query(methods[b]["rankings"], {q: gt[q] for q in qs if q in methods[b]["rankings"]}, metric)
-                out.append({"a": s, "b": b, "group": g, "metric": metric, **paired_comparison(ma, mb)})
+    for s, b in pairs:
+        for g, qs in groups.items():
+            if not qs:
+                continue
+            ma = per_query(methods[s]["rankings"], {q: gt[q] for q in qs if q in methods[s]["rankings"]}, metric)
+            mb = per_query(methods[b]["rankings"], {q: gt[q] for q in qs if q in methods[b]["rankings"]}, metric)
+            out.append({"a": s, "b": b, "group": g, "metric": metric, **paired_comparison(ma, mb)})
     return out
 
 

@@ -8,21 +8,22 @@ Reference configuration (the one the committed model card reports):
   data       all sources; at most 900 man-page and 400 library-reference queries; 10% of
              queries held out per source (30% of the Korean FAQ)
   firststage BM25, 50 candidates;  prerank all-MiniLM-L6-v2 bi-encoder, top 10 + bottom 10
-  labels     held-out queries: every candidate teacher (all-mpnet-base-v2, multilingual-e5
-             -small, committees of them with BM25, and SmolLM2-135M-Instruct served on
-             loopback on a 30-query sample), to compare them against ground truth;
-             training queries: ``--teacher`` (default ``scorer:committee:mpnet+bm25``, the best
-             teacher on the held-out ground truth) on every training query (1199)
-  train      RRA-BERT with TCL, and the ablation without, same settings: 500 steps of one query,
-             each on 10 of its 20 candidates (the 5 the teacher ranked + 5 random others),
-             learning rate 1e-4 (encoder) / 1e-3 (heads and the re-initialised [CLS] pooler),
-             window 128 (sized for 2 shared CPU cores: about 27 minutes per student at the
-             3.1 pairs/s measured with other work on the cores)
+  labels     held-out queries: every candidate teacher (all-mpnet-base-v2, all-MiniLM-L6-v2,
+             multilingual-e5-small, committees of them with BM25, and SmolLM2-135M-Instruct
+             served on loopback on a 30-query sample), to compare them against ground truth;
+             training queries: ``--teacher`` (default ``scorer:committee:mpnet+minilm+bm25``, the
+             best teacher on the held-out ground truth) on every training query (1199)
+  train      RRA-BERT with TCL, and the ablation without, same settings: two passes over
+             the training queries (one query a step), each step on 10 of its 20 candidates (the
+             5 the teacher ranked + 5 random others), learning rate 1e-4 (encoder) / 1e-3 (heads
+             and the re-initialised [CLS] pooler), window 128 (about 28 minutes per student on
+             2 CPU cores)
   export     int8 ONNX model folder (the TCL student) + the ablation to the work folder
   evaluate   ground truth and teacher fidelity, per language, ms/pair; card and plot
 
 Usage: python -m rradistill_toolkit.pipeline [--work models/work] [--out models/rra-bert-mini]
-       [--teacher scorer:committee:mpnet+bm25] [--train-queries 0 (all)] [--train-steps 500] [--skip-llm]
+       [--teacher scorer:committee:mpnet+minilm+bm25] [--train-queries 0 (all)] [--epochs 2] [--train-steps 0 (no cap)]
+       [--skip-llm]
 Set RRADISTILL_TEACHER_BASE_URL/_MODEL/_API_KEY and pass ``--teacher openai`` to label the
 training queries with a strong LLM behind an endpoint instead.
 """
@@ -36,7 +37,8 @@ import sys
 
 from .common import MODELS_DIR, WORK_DIR
 
-TEST_TEACHERS = ["scorer:mpnet", "scorer:e5", "scorer:committee:mpnet+e5", "scorer:committee:mpnet+bm25",
+TEST_TEACHERS = ["scorer:mpnet", "scorer:minilm", "scorer:e5", "scorer:committee:mpnet+e5",
+                 "scorer:committee:mpnet+bm25", "scorer:committee:minilm+bm25", "scorer:committee:mpnet+minilm+bm25",
                  "scorer:committee:mpnet+e5+bm25"]
 
 
@@ -58,17 +60,18 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Run the whole distillation pipeline.")
     ap.add_argument("--work", default=str(WORK_DIR))
     ap.add_argument("--out", default=str(MODELS_DIR / "rra-bert-mini"))
-    ap.add_argument("--teacher", default="scorer:committee:mpnet+bm25", help="the teacher that labels the training queries")
+    ap.add_argument("--teacher", default="scorer:committee:mpnet+minilm+bm25",
+                    help="the teacher that labels the training queries")
     ap.add_argument("--train-queries", type=int, default=0, help="label a sample of N training queries (0: all)")
     ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--train-steps", type=int, default=500, help="cap on training steps (one query each)")
+    ap.add_argument("--epochs", type=int, default=2, help="passes over the training queries")
+    ap.add_argument("--train-steps", type=int, default=0, help="cap on training steps, one query each (0: --epochs passes)")
     ap.add_argument("--candidates", type=int, default=10, help="candidates per query and training step")
     ap.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate")
     ap.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the [CLS] head and the TCL")
     ap.add_argument("--llm-sample", type=int, default=30)
     ap.add_argument("--skip-llm", action="store_true", help="don't measure the local LLM teacher")
-    ap.add_argument("--version", default="0.2.0")
+    ap.add_argument("--version", default="0.3.0")
     a = ap.parse_args(argv)
     w = a.work
     data, cands, pre, lab = f"{w}/data", f"{w}/candidates.jsonl", f"{w}/prerank.jsonl", f"{w}/labels"
