@@ -13,9 +13,10 @@ Each held-out query is re-ranked over its 20 pre-ranked candidates (stage 3), by
 Metrics (``metrics``): NDCG@1/5/10 and MRR@10 against the ground truth (the source's
 known relevant document) and against the reference teacher's labels (``--reference``,
 gains 2^-(rank-1), i.e. fidelity to the teacher), for all queries and per language
-(en / ko). Paired comparisons on NDCG@10 against ground truth (``metrics.paired_comparison``):
-each student against BM25, the pre-ranker, the reference teacher and every other student,
-with a 95% bootstrap interval and a permutation p-value. Cost: milliseconds per (query, document) pair on this machine, 2 threads:
+(en / ko). Paired comparisons on NDCG@10 against ground truth (``metrics.paired_comparison``,
+a 95% bootstrap interval and a permutation p-value): each student against BM25, the
+pre-ranker, the reference teacher and every other student, and the reference teacher
+against BM25. Cost: milliseconds per (query, document) pair on this machine, 2 threads:
 students timed here (one batch of 20 pairs per query); BM25 timed here (retrieval of 50
 from the whole corpus, per candidate); the pre-ranker and teachers from their own stages'
 timings (per candidate of the prompt / scored list).
