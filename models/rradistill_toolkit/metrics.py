@@ -57,7 +57,9 @@ def paired_comparison(a: dict[str, float], b: dict[str, float], resamples: int =
     from scipy import stats
 
     qids = sorted(set(a) & set(b))
-    diff = np.array([a[q] - b[q] for q in qids], dtype=np.float64)
+    xa = np.array([a[q] for q in qids], dtype=np.float64)
+    xb = np.array([b[q] for q in qids], dtype=np.float64)
+    diff = xa - xb
     out = {"queries": len(qids), "mean_difference": float(diff.mean()) if len(qids) else 0.0,
            "better": int((diff > 0).sum()), "worse": int((diff < 0).sum()), "tied": int((diff == 0).sum())}
     if len(qids) < 2 or not diff.any():
@@ -66,7 +68,7 @@ def paired_comparison(a: dict[str, float], b: dict[str, float], resamples: int =
     rng = np.random.default_rng(seed)
     boot = stats.bootstrap((diff,), np.mean, n_resamples=resamples, confidence_level=0.95,
                            method="percentile", random_state=rng)
-    perm = stats.permutation_test((np.array([a[q] for q in qids]), np.array([b[q] for q in qids])),
+    perm = stats.permutation_test((xa, xb),
                                   lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
                                   vectorized=True, n_resamples=resamples, alternative="two-sided", random_state=rng)
     out.update(ci95=[float(boot.confidence_interval.low), float(boot.confidence_interval.high)],
