@@ -71,7 +71,12 @@ def real_pairs(data_dir, prerank_path, n_queries: int = 8, per_query: int = 6) -
 
 
 def encode_feed(tok, pairs: list[tuple[str, str]]):
-    encs = tok.encode_batch(pairs)
+    """The service's encoder feed for (query, document) pairs, padded to the longest; a query
+    that would leave its document under 32 tokens of the window is cut as in training
+    (``train.fit_query``: pair truncation alone would fail on it)."""
+    from .train import fit_query
+
+    encs = tok.encode_batch([(fit_query(tok, q), d) for q, d in pairs])
     width = max(len(e.ids) for e in encs)
     feed = {k: np.zeros((len(encs), width), np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
     for r, e in enumerate(encs):
@@ -214,12 +219,14 @@ def write_reference(model_dir: str, window: int) -> None:
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
+    from .train import fit_query
+
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     tok.enable_truncation(max_length=window, strategy="only_second")
     sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), providers=["CPUExecutionProvider"])
     with open(os.path.join(model_dir, "reference.jsonl"), "w", encoding="utf-8") as f:
         for query, document in REFERENCE_PAIRS:
-            enc = tok.encode(query, document)
+            enc = tok.encode(fit_query(tok, query), document)
             feed = {"input_ids": np.array([enc.ids], np.int64),
                     "attention_mask": np.array([enc.attention_mask], np.int64),
                     "token_type_ids": np.array([enc.type_ids], np.int64)}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from rradistill_toolkit.export import encode_feed
 from rradistill_toolkit.losses import listwise_softmax_ce, ranknet, teacher_gains
 from rradistill_toolkit.train import RRABert, encode_pairs, fit_query, load_tokenizer, rra_loss, select_positions
 
@@ -73,6 +74,10 @@ def test_an_overlong_training_query_is_cut_not_fatal(minilm):
     assert (batch["attention_mask"][1].sum() < 64)  # the short document is not padded out by the cut
     short = "install packages offline"
     assert fit_query(tok, short) == short
+    # the evaluate and export stages feed pairs through the same cut, one query per pair
+    feed, lengths = encode_feed(tok, [(query, "install offline now " * 20), (short, "the weather")])
+    assert lengths == [64, len(tok.encode(short, "the weather").ids)]
+    assert list(feed["input_ids"][0]).index(sep) == 1 + 64 - 3 - 32
 
 
 def test_tcl_gradients_reach_the_encoder(tiny_bert, minilm):
