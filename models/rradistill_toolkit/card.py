@@ -46,14 +46,31 @@ def teacher_rows(ev: dict, stats_dir: str) -> list[str]:
     return rows
 
 
-def tcl_verdict(ev: dict) -> str:
-    """The TCL ablation's paired comparison: a difference only when the interval excludes zero."""
-    r = comparison(ev, "RRA-BERT", "RRA-BERT-no-TCL")
+def ablation_verdict(ev: dict, full: str, ablated: str, part: str) -> str:
+    """An ablation's paired comparison (``full`` minus ``ablated``): ``part`` helped or hurt only
+    when the 95% interval excludes zero."""
+    r = comparison(ev, full, ablated)
     if r is None:
         return "not compared"
     lo, hi = r["ci95"]
-    verdict = "TCL helped" if lo > 0 else "TCL hurt" if hi < 0 else "no clear difference"
+    verdict = f"{part} helped" if lo > 0 else f"{part} hurt" if hi < 0 else "no clear difference"
     return f"{verdict} on this data, difference {r['mean_difference']:+.3f}, 95% interval [{lo:+.3f}, {hi:+.3f}], p = {r['p_value']:.2g}"
+
+
+def tcl_verdict(ev: dict) -> str:
+    return ablation_verdict(ev, "RRA-BERT", "RRA-BERT-no-TCL", "TCL")
+
+
+def versus(r: dict | None, a: str, b: str) -> str:
+    """One paired comparison in words: "clearly above/below" only when the interval excludes zero."""
+    if r is None:
+        return f"{a} and {b} were not compared"
+    lo, hi = r["ci95"]
+    verdict = (f"clearly above {b}: the interval excludes zero" if lo > 0 else f"clearly below {b}" if hi < 0 else
+               f"not clearly different from {b}: the interval includes zero")
+    return (f"{a} minus {b}, per query: {r['mean_difference']:+.3f} (95% bootstrap interval [{lo:+.3f}, {hi:+.3f}], "
+            f"permutation p = {r['p_value']:.2g}; better on {r['better']} queries, worse on {r['worse']}, tied on "
+            f"{r['tied']}): **{verdict}**")
 
 
 def comparison(ev: dict, a: str, b: str, group: str = "all") -> dict | None:
@@ -163,13 +180,7 @@ def main(argv=None) -> None:
              f"**{'met' if ratio is not None and ratio >= 0.95 else 'not met'}**.")
     vs_bm25 = comparison(ev, "RRA-BERT", "BM25")
     if vs_bm25:
-        lo, hi = vs_bm25["ci95"]
-        verdict = ("clearly above BM25: the interval excludes zero" if lo > 0 else
-                   "clearly below BM25" if hi < 0 else "not clearly different from BM25: the interval includes zero")
-        L.append(f"- BM25 on the same candidates: {_f(bm)}; RRA-BERT minus BM25, per query: {vs_bm25['mean_difference']:+.3f} "
-                 f"(95% bootstrap interval [{lo:+.3f}, {hi:+.3f}], permutation p = {vs_bm25['p_value']:.2g}; "
-                 f"better on {vs_bm25['better']} queries, worse on {vs_bm25['worse']}, tied on {vs_bm25['tied']}): "
-                 f"**{verdict}**.")
+        L.append(f"- BM25 on the same candidates: {_f(bm)}; {versus(vs_bm25, 'RRA-BERT', 'BM25')}.")
         t = comparison(ev, ref, "BM25")
         if t:
             L.append(f"- Its teacher minus BM25 on the same queries: {t['mean_difference']:+.3f} (95% interval "

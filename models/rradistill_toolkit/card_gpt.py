@@ -3,10 +3,14 @@
 Like ``card`` (RRA-BERT) every number is read from a file a stage wrote: the folder's
 ``manifest.json`` and ``export_report.json``, the student's ``train_config.json`` and
 ``train_log.jsonl``, the rationale stats, and an evaluation (``eval.json``,
-``eval_table.md``, ``eval.png``) that has RRA-GPT side by side with RRA-BERT and BM25.
+``eval_table.md``, ``eval.png``) that has RRA-GPT side by side with RRA-BERT and BM25, and,
+when it was evaluated too, the ablation trained without the joint losses (alpha = beta = 0).
+Verdicts ("clearly above BM25", "the joint losses helped") come from the evaluation's paired
+comparisons and are given only when the 95% interval excludes zero.
 
 Usage: python -m rradistill_toolkit.card_gpt --model models/rra-gpt-mini \
-           --student models/work/students/rra-gpt --eval models/work/eval-gpt [--note TEXT]
+           --student models/work/students/rra-gpt --eval models/work/eval-gpt \
+           [--ablation-student models/work/students/rra-gpt-rank-only] [--note TEXT]
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import os
 import shutil
 
-from .card import _f
+from .card import _f, ablation_verdict, comparison, versus
 from .common import read_jsonl
 from .gpt import PROMPT_TEMPLATE
 
@@ -27,6 +31,8 @@ def main(argv=None) -> None:
     ap.add_argument("--student", required=True, help="the train_gpt folder it was exported from")
     ap.add_argument("--eval", required=True, help="evaluate's --out folder, with this model as a student")
     ap.add_argument("--name-in-eval", default="RRA-GPT")
+    ap.add_argument("--ablation-student", default=None, help="the train_gpt folder of the alpha = beta = 0 ablation")
+    ap.add_argument("--ablation-name-in-eval", default="RRA-GPT-rank-only")
     ap.add_argument("--reproduce", default=None, help="the commands that made this folder")
     ap.add_argument("--note", action="append", default=[], help="a line for the card's run notes")
     a = ap.parse_args(argv)
@@ -85,7 +91,7 @@ def main(argv=None) -> None:
              "ranked it) / `no` after the prompt, L_reason the LM's cross-entropy on the rationale after the answer "
              f"word. {cfg.get('steps')} steps of {cfg.get('queries_per_step')} query, window {cfg.get('max_length')}, "
              f"AdamW lr {cfg.get('lr')} (decoder) / {cfg.get('head_lr')} (ranking layer); "
-             f"{cfg.get('pairs_per_second')} pairs/s on 2 CPU cores shared with other work. Mean of the last "
+             f"{cfg.get('pairs_per_second')} pairs/s on 2 CPU cores. Mean of the last "
              f"{len(last)} steps: L_rank {_f(mean('rank'))}, L_cls {_f(mean('cls'))}, L_reason {_f(mean('reason'))}.")
     par, pad = rep["parity"], rep.get("padding", {})
     L.append(f"- **Export checks:** the graph's only output is `scores` and nothing in it has the vocabulary's width "
@@ -110,13 +116,32 @@ def main(argv=None) -> None:
     L.append(open(f"{e}/eval_table.md").read())
     L.append("\n![NDCG@10 and cost per ranker](eval.png)\n")
     others = [n for n in meth if n not in (me,) and meth[n]["kind"] in ("student", "first stage")]
+    L.append("### Against the targets\n")
     L.append(f"- {me} NDCG@10 (ground truth, all): {_f(nd(me))}; " +
              "; ".join(f"{n}: {_f(nd(n))}" for n in others) + ".")
+    for b in ("BM25", "RRA-BERT"):
+        if b in meth:
+            per_lang = "; ".join(f"{g}: {c['mean_difference']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]"
+                                 for g in ("en", "ko") if (c := comparison(ev, me, b, g)))
+            L.append(f"- {versus(comparison(ev, me, b), me, b)}" + (f"; per language, {per_lang}" if per_lang else "") + ".")
+    ab = a.ablation_name_in_eval
+    if ab in meth:
+        acfg = json.load(open(f"{a.ablation_student}/train_config.json")) if a.ablation_student else {}
+        same = [k for k in ("labels", "layers", "rank_init", "max_length", "docs_per_query", "steps", "lr", "head_lr", "seed")
+                if acfg and acfg.get(k) == cfg.get(k)]
+        L.append(f"- Joint-loss ablation ({ab}: alpha = beta = 0, only L_rank" +
+                 (f"; same {', '.join(same)}" if same else "") + f"): NDCG@10 {_f(nd(ab))} vs {_f(nd(me))} "
+                 f"({ablation_verdict(ev, me, ab, 'the joint losses')}; English {_f(nd(ab, 'en'))} vs {_f(nd(me, 'en'))}, "
+                 f"Korean {_f(nd(ab, 'ko'))} vs {_f(nd(me, 'ko'))}). One seed, one run each." +
+                 (f" It trained at {acfg['pairs_per_second']} pairs/s (no LM head, no rationale tokens)." if acfg.get("pairs_per_second") else ""))
+    else:
+        L.append(f"- Joint-loss ablation: not in this evaluation (no `{ab}` student was evaluated).")
     L.append(f"- Cost: {me} {meth.get(me, {}).get('ms_per_pair', float('nan')):.2f} ms/pair; " +
              "; ".join(f"{n} {meth[n]['ms_per_pair']:.2f}" for n in others if meth[n]["kind"] == "student") + ".\n")
     L.append("## Limitations\n")
-    L.append(f"- A short CPU run ({cfg.get('steps')} steps) on 2 shared cores: undertrained; the numbers above are "
-             "what this run reached, not what the method can.")
+    passes = cfg.get("steps", 0) * cfg.get("queries_per_step", 1) / max(1, cfg.get("queries") or 1)
+    L.append(f"- A CPU run: {cfg.get('steps')} steps, {passes:.1f} pass(es) over the training queries, on 2 cores; "
+             "the numbers above are what this run reached, not what the method can with a GPU and more passes.")
     L.append("- SmolLM2-135M is an English model: Korean queries are out of its training distribution.")
     L.append("- The base weights come from a Q4_1 GGUF, dequantized to float32: close to, not identical with, the "
              "original checkpoint.")

@@ -1,4 +1,5 @@
-"""The whole chain, as run for the reference model ``models/rra-bert-mini``.
+"""The whole chain, as run for the reference models ``models/rra-bert-mini`` and (``--student
+gpt``) ``models/rra-gpt-mini``.
 
 Runs each stage's own command in order; a stage whose output already exists is skipped
 (and the label and train stages resume inside), so an interrupted run is continued by
@@ -21,8 +22,18 @@ Reference configuration (the one the committed model card reports):
   export     int8 ONNX model folder (the TCL student) + the ablation to the work folder
   evaluate   ground truth and teacher fidelity, per language, ms/pair; card and plot
 
-Usage: python -m rradistill_toolkit.pipeline [--work models/work] [--out models/rra-bert-mini]
-       [--teacher scorer:committee:mpnet+minilm+bm25] [--train-queries 0 (all)] [--epochs 2] [--train-steps 0 (no cap)]
+``--student gpt`` (RRA-GPT) shares the stages up to the training labels, then:
+  rationales the extractive explainer (``--explainer``; an LLM endpoint with ``openai``), one
+             rationale per ranked document and one hard negative a query
+  train_gpt  SmolLM2-135M-Instruct cut to 6 blocks, L_rank + 0.5 L_cls + 0.25 L_reason, and the
+             ablation with alpha = beta = 0, same settings: one pass (one query a step, 8 of its
+             candidates), window 160, learning rate 1e-4 (decoder) / 1e-3 (ranking layer)
+  export     int8 ONNX folder + the ablation to the work folder
+  evaluate   the reference teacher's held-out labels; RRA-GPT beside the committed RRA-BERT, BM25
+             and the ablation; card
+
+Usage: python -m rradistill_toolkit.pipeline [--student bert|gpt] [--work models/work] [--out FOLDER]
+       [--teacher scorer:committee:mpnet+minilm+bm25] [--train-queries 0 (all)] [--epochs N] [--train-steps 0 (no cap)]
        [--skip-llm]
 Set RRADISTILL_TEACHER_BASE_URL/_MODEL/_API_KEY and pass ``--teacher openai`` to label the
 training queries with a strong LLM behind an endpoint instead.
@@ -56,23 +67,39 @@ def run(args: list[str], skip_if: str | None = None) -> None:
     subprocess.run(cmd, check=True, cwd=MODELS_DIR, env=dict(os.environ, HF_HUB_OFFLINE="1"))
 
 
+DEFAULTS = {  # per student: the committed run's settings
+    "bert": {"out": "rra-bert-mini", "epochs": 2, "max_length": 128, "candidates": 10, "version": "0.3.0"},
+    "gpt": {"out": "rra-gpt-mini", "epochs": 1, "max_length": 160, "candidates": 8, "version": "0.2.0"},
+}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Run the whole distillation pipeline.")
+    ap.add_argument("--student", default="bert", choices=sorted(DEFAULTS),
+                    help="bert: RRA-BERT (rra-bert-mini); gpt: RRA-GPT (rra-gpt-mini), evaluated beside --bert-model")
     ap.add_argument("--work", default=str(WORK_DIR))
-    ap.add_argument("--out", default=str(MODELS_DIR / "rra-bert-mini"))
+    ap.add_argument("--out", default=None, help="the model folder to write (default: models/rra-bert-mini or rra-gpt-mini)")
     ap.add_argument("--teacher", default="scorer:committee:mpnet+minilm+bm25",
                     help="the teacher that labels the training queries")
     ap.add_argument("--train-queries", type=int, default=0, help="label a sample of N training queries (0: all)")
-    ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--epochs", type=int, default=2, help="passes over the training queries")
+    ap.add_argument("--max-length", type=int, default=None, help="training window (default: bert 128, gpt 160)")
+    ap.add_argument("--epochs", type=int, default=None, help="passes over the training queries (default: bert 2, gpt 1)")
     ap.add_argument("--train-steps", type=int, default=0, help="cap on training steps, one query each (0: --epochs passes)")
-    ap.add_argument("--candidates", type=int, default=10, help="candidates per query and training step")
-    ap.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate")
-    ap.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the [CLS] head and the TCL")
+    ap.add_argument("--candidates", type=int, default=None, help="candidates per query and training step (bert 10, gpt 8)")
+    ap.add_argument("--lr", type=float, default=1e-4, help="encoder / decoder learning rate")
+    ap.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the heads (and BERT's re-initialised pooler)")
     ap.add_argument("--llm-sample", type=int, default=30)
     ap.add_argument("--skip-llm", action="store_true", help="don't measure the local LLM teacher")
-    ap.add_argument("--version", default="0.3.0")
+    ap.add_argument("--layers", type=int, default=6, help="gpt: decoder blocks kept")
+    ap.add_argument("--alpha", type=float, default=0.5, help="gpt: weight of L_cls")
+    ap.add_argument("--beta", type=float, default=0.25, help="gpt: weight of L_reason")
+    ap.add_argument("--explainer", default="extractive", help="gpt: the rationale stage's --teacher")
+    ap.add_argument("--bert-model", default=str(MODELS_DIR / "rra-bert-mini"), help="gpt: the RRA-BERT to compare with")
+    ap.add_argument("--version", default=None)
     a = ap.parse_args(argv)
+    for k, v in DEFAULTS[a.student].items():
+        if getattr(a, k) is None:
+            setattr(a, k, str(MODELS_DIR / v) if k == "out" else v)
     w = a.work
     data, cands, pre, lab = f"{w}/data", f"{w}/candidates.jsonl", f"{w}/prerank.jsonl", f"{w}/labels"
     run(["assets", "--text", "--minilm", "--smollm2", "--mpnet"])
@@ -83,6 +110,11 @@ def main(argv=None) -> None:
     train_labels = f"{lab}/{slug(a.teacher)}.train.jsonl"
     run(["labels", *common, "--teacher", a.teacher, "--split", "train", "--sample", str(a.train_queries),
          "--out", train_labels])
+    (gpt if a.student == "gpt" else bert)(a, data, pre, common, train_labels)
+
+
+def bert(a, data: str, pre: str, common: list[str], train_labels: str) -> None:
+    w, lab = a.work, f"{a.work}/labels"
     test_labels = {}
     for t in TEST_TEACHERS + ([] if a.teacher in TEST_TEACHERS else [a.teacher]):
         test_labels[slug(t)] = f"{lab}/{slug(t)}.test.jsonl"
@@ -113,6 +145,32 @@ def main(argv=None) -> None:
              "--common-queries", "--student", f"RRA-BERT={a.out}", f"RRA-BERT-no-TCL={ablation}",
              "--out", f"{w}/eval-llm-sample"])
     run(["card", "--work", w, "--model", a.out, "--teacher", a.teacher, "--train-labels", train_labels])
+
+
+def gpt(a, data: str, pre: str, common: list[str], train_labels: str) -> None:
+    w, ref = a.work, slug(a.teacher)
+    test_labels = f"{w}/labels/{ref}.test.jsonl"
+    run(["labels", *common, "--teacher", a.teacher, "--split", "test", "--out", test_labels])
+    run(["rationales", "--data", data, "--labels", train_labels, "--teacher", a.explainer, "--negatives", "1"])
+    students = {"rra-gpt": ["--alpha", str(a.alpha), "--beta", str(a.beta)],
+                "rra-gpt-rank-only": ["--alpha", "0", "--beta", "0"]}
+    for name, extra in students.items():
+        out = f"{w}/students/{name}"
+        run(["train_gpt", "--data", data, "--labels", train_labels, "--out", out, "--layers", str(a.layers),
+             "--max-length", str(a.max_length), "--docs-per-query", str(a.candidates), "--epochs", str(a.epochs),
+             "--max-steps", str(a.train_steps), "--lr", str(a.lr), "--head-lr", str(a.head_lr), "--threads", "2",
+             *extra], skip_if=f"{out}/train_config.json")
+    ablation = f"{w}/export/rra-gpt-rank-only"
+    run(["export_gpt", "--student", f"{w}/students/rra-gpt", "--out", a.out, "--data", data, "--prerank", pre,
+         "--version", a.version])
+    run(["export_gpt", "--student", f"{w}/students/rra-gpt-rank-only", "--out", ablation, "--data", data,
+         "--prerank", pre, "--name", "rra-gpt-mini-rank-only", "--version", a.version])
+    run(["evaluate", "--data", data, "--prerank", pre, "--labels", f"{ref}={test_labels}", "--reference", ref,
+         "--student", f"RRA-BERT={a.bert_model}", f"RRA-GPT={a.out}", f"RRA-GPT-rank-only={ablation}",
+         "--out", f"{w}/eval-gpt"])
+    run(["card_gpt", "--model", a.out, "--student", f"{w}/students/rra-gpt", "--eval", f"{w}/eval-gpt",
+         "--ablation-student", f"{w}/students/rra-gpt-rank-only",
+         "--reproduce", "python -m rradistill_toolkit.pipeline --student gpt"])
 
 
 if __name__ == "__main__":

@@ -238,7 +238,7 @@ def train(args) -> dict:
         pairs += batch["input_ids"].shape[0]
         log.write(json.dumps({"step": step, "loss": loss.item(), **parts}) + "\n")
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}")
         if step % args.save_every == 0 or step == total:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "step": step}, ckpt + ".tmp")

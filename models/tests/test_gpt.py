@@ -245,6 +245,21 @@ def test_rra_gpt_stages_on_a_tiny_slice(tiny_pipeline, smollm2_tokenizer, tmp_pa
 
     res = evaluate.run(evaluate.build_parser().parse_args(
         ["--data", data, "--prerank", str(work / "prerank.jsonl"), "--labels", f"committee={work / 'labels.test.jsonl'}",
-         "--reference", "committee", "--student", f"gpt={SMOKE_OUT}", "--out", str(tmp_path / "eval")]))
-    assert {"BM25", "gpt"} <= set(res["methods"])
-    assert 0.0 <= res["methods"]["gpt"]["ground_truth/all"]["NDCG@10"] <= 1.0
+         "--reference", "committee", "--student", f"RRA-GPT={SMOKE_OUT}", f"RRA-GPT-rank-only={fp32_dir}",
+         "--out", str(tmp_path / "eval")]))
+    assert {"BM25", "RRA-GPT", "RRA-GPT-rank-only"} <= set(res["methods"])
+    assert 0.0 <= res["methods"]["RRA-GPT"]["ground_truth/all"]["NDCG@10"] <= 1.0
+    assert any(c["a"] == "RRA-GPT" and c["b"] == "RRA-GPT-rank-only" for c in res["comparisons"])
+
+    # the card reads every number from the stages' files, verdicts from the paired comparisons
+    from rradistill_toolkit import card_gpt
+
+    card_gpt.main(["--model", str(fp32_dir), "--student", str(student), "--eval", str(tmp_path / "eval"),
+                   "--ablation-student", str(student)])
+    card = (fp32_dir / "README.md").read_text()
+    assert "RRA-GPT minus BM25, per query" in card and "Joint-loss ablation (RRA-GPT-rank-only" in card
+    r = next(c for c in res["comparisons"] if (c["a"], c["b"], c["group"]) == ("RRA-GPT", "RRA-GPT-rank-only", "all"))
+    lo, hi = r["ci95"]
+    expected = "the joint losses helped" if lo > 0 else "the joint losses hurt" if hi < 0 else "no clear difference"
+    assert f"{expected} on this data, difference {r['mean_difference']:+.3f}" in card
+    assert (fp32_dir / "eval.png").exists()
