@@ -27,7 +27,7 @@ Reference configuration (the one the committed model card reports):
              rationale per ranked document and one hard negative a query
   train_gpt  SmolLM2-135M-Instruct cut to 6 blocks, L_rank + 0.5 L_cls + 0.25 L_reason, and the
              ablation with alpha = beta = 0, same settings: one pass (one query a step, 8 of its
-             candidates), window 160, learning rate 1e-4 (decoder) / 1e-3 (ranking layer)
+             candidates), window 160, learning rate 3e-4 (decoder) / 1e-3 (ranking layer)
   export     int8 ONNX folder + the ablation to the work folder
   evaluate   the reference teacher's held-out labels; RRA-GPT beside the committed RRA-BERT, BM25
              and the ablation; card
@@ -68,8 +68,8 @@ def run(args: list[str], skip_if: str | None = None) -> None:
 
 
 DEFAULTS = {  # per student: the committed run's settings
-    "bert": {"out": "rra-bert-mini", "epochs": 2, "max_length": 128, "candidates": 10, "version": "0.3.0"},
-    "gpt": {"out": "rra-gpt-mini", "epochs": 1, "max_length": 160, "candidates": 8, "version": "0.2.0"},
+    "bert": {"out": "rra-bert-mini", "epochs": 2, "max_length": 128, "candidates": 10, "lr": 1e-4, "version": "0.3.0"},
+    "gpt": {"out": "rra-gpt-mini", "epochs": 1, "max_length": 160, "candidates": 8, "lr": 3e-4, "version": "0.2.0"},
 }
 
 
@@ -86,7 +86,7 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=None, help="passes over the training queries (default: bert 2, gpt 1)")
     ap.add_argument("--train-steps", type=int, default=0, help="cap on training steps, one query each (0: --epochs passes)")
     ap.add_argument("--candidates", type=int, default=None, help="candidates per query and training step (bert 10, gpt 8)")
-    ap.add_argument("--lr", type=float, default=1e-4, help="encoder / decoder learning rate")
+    ap.add_argument("--lr", type=float, default=None, help="encoder / decoder learning rate (bert 1e-4, gpt 3e-4)")
     ap.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the heads (and BERT's re-initialised pooler)")
     ap.add_argument("--llm-sample", type=int, default=30)
     ap.add_argument("--skip-llm", action="store_true", help="don't measure the local LLM teacher")

@@ -263,3 +263,29 @@ def test_rra_gpt_stages_on_a_tiny_slice(tiny_pipeline, smollm2_tokenizer, tmp_pa
     expected = "the joint losses helped" if lo > 0 else "the joint losses hurt" if hi < 0 else "no clear difference"
     assert f"{expected} on this data, difference {r['mean_difference']:+.3f}" in card
     assert (fp32_dir / "eval.png").exists()
+
+
+def test_zero_shot_lens_at_full_depth_is_the_lm_judgement(tiny_pipeline, smollm2_tokenizer, tmp_path):
+    from rradistill_toolkit import zero_shot
+
+    lm = gpt.tiny_llama(49152, seed=3, layers=3).eval()
+    enc = gpt.PromptEncoder(smollm2_tokenizer, 96, 2)
+    docs = ["install the package offline with dpkg", "the weather is mild", "a much longer document " * 9]
+    scores = zero_shot.lens_scores(lm, enc, "install a package offline", docs, [1, 3])
+    feed = enc.batch([("install a package offline", d) for d in docs])
+    mask = torch.from_numpy(feed["attention_mask"])
+    with torch.no_grad():
+        logits = lm(input_ids=torch.from_numpy(feed["input_ids"]), attention_mask=mask).logits
+    last = logits[torch.arange(3), mask.sum(-1) - 1]
+    expected = last[:, enc.word_id("yes")] - last[:, enc.word_id("no")]
+    assert np.allclose(scores[3], expected.numpy(), atol=1e-4)
+    assert not np.allclose(scores[1], scores[3], atol=1e-3)  # an earlier block reads differently
+
+    work = tiny_pipeline
+    res = zero_shot.run(zero_shot.build_parser().parse_args(
+        ["--data", str(work / "data"), "--prerank", str(work / "prerank.jsonl"), "--init", "tiny", "--tokenizer",
+         str(smollm2_tokenizer), "--max-length", "96", "--max-queries", "3", "--depths", "1,2,9",
+         "--out", str(tmp_path / "zs.json")]))
+    assert res["queries"] == 3 and res["depths"] == [1, 2]
+    assert set(res["ndcg10"]["all"]) == {"BM25", "pre-ranker", "zero-shot@1", "zero-shot@2"}
+    assert all(0.0 <= v <= 1.0 for v in res["ndcg10"]["all"].values())
