@@ -68,7 +68,12 @@ def run(args) -> dict:
     lm.eval()
     full = lm.config.num_hidden_layers
     depths = sorted({min(int(d), full) for d in args.depths.split(",") if int(d) > 0})
-    enc = gpt.PromptEncoder(args.tokenizer, args.max_length, args.pad_token_id)
+    tokenizer = args.tokenizer or str(WORK_DIR / "assets" / "smollm2-tokenizer.json")
+    if not os.path.exists(tokenizer):  # the tokenizer the GGUF carries, as train_gpt writes it
+        from . import assets
+
+        gpt.tokenizer_from_gguf(args.gguf or str(assets.smollm2_gguf()), tokenizer)
+    enc = gpt.PromptEncoder(tokenizer, args.max_length, args.pad_token_id)
     per_query: dict[str, dict[str, float]] = {}
     langs = {}
     t0 = time.perf_counter()
@@ -101,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--split", default="test")
     ap.add_argument("--max-queries", type=int, default=20, help="a random sample of held-out queries (0: all)")
     ap.add_argument("--depths", default="4,6,8,12,16,20,24,30", help="blocks kept, comma-separated")
-    ap.add_argument("--tokenizer", default=str(WORK_DIR / "students" / "rra-gpt" / "tokenizer.json"),
-                    help="the decoder's tokenizer.json (train_gpt writes it into its student folder)")
+    ap.add_argument("--tokenizer", default=None,
+                    help="the decoder's tokenizer.json (default: read from the GGUF into work/assets/)")
     ap.add_argument("--pad-token-id", type=int, default=2)
     ap.add_argument("--max-length", type=int, default=160)
     ap.add_argument("--init", default="gguf", choices=["gguf", "tiny"], help="SmolLM2 from its GGUF, or a tiny random Llama")
