@@ -46,15 +46,26 @@ def teacher_rows(ev: dict, stats_dir: str) -> list[str]:
     return rows
 
 
+def direction(r: dict) -> int:
+    """The one rule every verdict uses: +1 when a paired comparison's 95% interval lies above
+    zero, -1 when below, 0 when it includes zero."""
+    lo, hi = r["ci95"]
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
+def interval(r: dict) -> str:
+    lo, hi = r["ci95"]
+    return f"[{lo:+.3f}, {hi:+.3f}]"
+
+
 def ablation_verdict(ev: dict, full: str, ablated: str, part: str) -> str:
     """An ablation's paired comparison (``full`` minus ``ablated``): ``part`` helped or hurt only
     when the 95% interval excludes zero."""
     r = comparison(ev, full, ablated)
     if r is None:
         return "not compared"
-    lo, hi = r["ci95"]
-    verdict = f"{part} helped" if lo > 0 else f"{part} hurt" if hi < 0 else "no clear difference"
-    return f"{verdict} on this data, difference {r['mean_difference']:+.3f}, 95% interval [{lo:+.3f}, {hi:+.3f}], p = {r['p_value']:.2g}"
+    verdict = {1: f"{part} helped", -1: f"{part} hurt", 0: "no clear difference"}[direction(r)]
+    return f"{verdict} on this data, difference {r['mean_difference']:+.3f}, 95% interval {interval(r)}, p = {r['p_value']:.2g}"
 
 
 def tcl_verdict(ev: dict) -> str:
@@ -65,10 +76,9 @@ def versus(r: dict | None, a: str, b: str) -> str:
     """One paired comparison in words: "clearly above/below" only when the interval excludes zero."""
     if r is None:
         return f"{a} and {b} were not compared"
-    lo, hi = r["ci95"]
-    verdict = (f"clearly above {b}: the interval excludes zero" if lo > 0 else f"clearly below {b}" if hi < 0 else
-               f"not clearly different from {b}: the interval includes zero")
-    return (f"{a} minus {b}, per query: {r['mean_difference']:+.3f} (95% bootstrap interval [{lo:+.3f}, {hi:+.3f}], "
+    verdict = {1: f"clearly above {b}: the interval excludes zero", -1: f"clearly below {b}",
+               0: f"not clearly different from {b}: the interval includes zero"}[direction(r)]
+    return (f"{a} minus {b}, per query: {r['mean_difference']:+.3f} (95% bootstrap interval {interval(r)}, "
             f"permutation p = {r['p_value']:.2g}; better on {r['better']} queries, worse on {r['worse']}, tied on "
             f"{r['tied']}): **{verdict}**")
 
@@ -184,8 +194,8 @@ def main(argv=None) -> None:
         t = comparison(ev, ref, "BM25")
         if t:
             L.append(f"- Its teacher minus BM25 on the same queries: {t['mean_difference']:+.3f} (95% interval "
-                     f"[{t['ci95'][0]:+.3f}, {t['ci95'][1]:+.3f}], p = {t['p_value']:.2g}); per language, "
-                     + "; ".join(f"{g}: student {c['mean_difference']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], "
+                     f"{interval(t)}, p = {t['p_value']:.2g}); per language, "
+                     + "; ".join(f"{g}: student {c['mean_difference']:+.3f} {interval(c)}, "
                                  f"teacher {tg['mean_difference']:+.3f}"
                                  for g in ("en", "ko")
                                  if (c := comparison(ev, "RRA-BERT", "BM25", g)) and (tg := comparison(ev, ref, "BM25", g)))

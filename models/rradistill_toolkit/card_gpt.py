@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 
-from .card import _f, ablation_verdict, comparison, versus
+from .card import _f, ablation_verdict, comparison, interval, versus
 from .common import read_jsonl
 from .gpt import PROMPT_TEMPLATE
 
@@ -121,7 +121,7 @@ def main(argv=None) -> None:
              "; ".join(f"{n}: {_f(nd(n))}" for n in others) + ".")
     for b in ("BM25", "RRA-BERT"):
         if b in meth:
-            per_lang = "; ".join(f"{g}: {c['mean_difference']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]"
+            per_lang = "; ".join(f"{g}: {c['mean_difference']:+.3f} {interval(c)}"
                                  for g in ("en", "ko") if (c := comparison(ev, me, b, g)))
             L.append(f"- {versus(comparison(ev, me, b), me, b)}" + (f"; per language, {per_lang}" if per_lang else "") + ".")
     ab = a.ablation_name_in_eval

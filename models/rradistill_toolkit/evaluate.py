@@ -179,15 +179,16 @@ def compare_students(methods: dict, gt: dict, groups: dict, ref_name: str | None
         pairs += [(s, b) for b in ["BM25", "pre-ranker"] + ([ref_name] if ref_name in methods else []) + students[i + 1:]]
     if ref_name in methods:
         pairs.append((ref_name, "BM25"))
-    out = []
-    for s, b in pairs:
-        for g, qs in groups.items():
-            if not qs:
-                continue
-            ma = per_query(methods[s]["rankings"], {q: gt[q] for q in qs if q in methods[s]["rankings"]}, metric)
-            mb = per_query(methods[b]["rankings"], {q: gt[q] for q in qs if q in methods[b]["rankings"]}, metric)
-            out.append({"a": s, "b": b, "group": g, "metric": metric, **paired_comparison(ma, mb)})
-    return out
+    scores: dict[tuple[str, str], dict[str, float]] = {}  # (method, group) -> per-query metric, computed once
+
+    def of(name: str, g: str) -> dict[str, float]:
+        if (name, g) not in scores:
+            ranked = methods[name]["rankings"]
+            scores[name, g] = per_query(ranked, {q: gt[q] for q in groups[g] if q in ranked}, metric)
+        return scores[name, g]
+
+    return [{"a": s, "b": b, "group": g, "metric": metric, **paired_comparison(of(s, g), of(b, g))}
+            for s, b in pairs for g, qs in groups.items() if qs]
 
 
 def comparison_table(result: dict) -> str:
