@@ -323,10 +323,11 @@ def train(args) -> dict:
         opt.zero_grad()
         step += 1
         pairs += batch["input_ids"].shape[0]
-        log.write(json.dumps({"step": step, "loss": loss.item(), **parts}) + "\n")
+        loss_value = loss.item()
+        log.write(json.dumps({"step": step, "loss": loss_value, **parts}) + "\n")
         log.flush()
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.set_postfix(loss=f"{loss_value:.3f}")
         if step % args.save_every == 0 or step == total:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "step": step}, ckpt + ".tmp")
