@@ -212,9 +212,12 @@ def main(argv=None) -> None:
              "a few hundredths are within noise at this query count.")
     L.append(f"- Korean held-out queries (reported separately above): RRA-BERT {_f(nd('RRA-BERT', 'ko'))} vs BM25 "
              f"{_f(nd('BM25', 'ko'))} and its teacher {_f(nd(ref, 'ko'))}. The student starts from all-MiniLM-L6-v2, "
-             "trained on English text, and the neural members of the offline teachers (all-mpnet-base-v2, "
-             "all-MiniLM-L6-v2) are English too, so it is weak on Korean; a multilingual base and teacher are needed "
-             "for Korean traffic.\n")
+             "trained on English text: its uncased WordPiece vocabulary has no Korean syllables or words and spells Hangul out "
+             "in jamo (a 33-character Korean question becomes 50 pieces), so it is weak on Korean "
+             + ("even though its teacher (multilingual-e5-small) is not; a multilingual base is needed for Korean "
+                "traffic.\n" if ev["reference_teacher"] == "e5" else
+                "and this teacher's neural members are English models too; a multilingual base and teacher are "
+                "needed for Korean traffic.\n"))
     L.append("## Choosing the teacher\n")
     L.append("An LLM teacher is the method; the LLMs that run here offline are tiny. Candidate teachers were measured "
              "against the ground truth of the held-out queries (their labels, ranked list then the left-out documents "
