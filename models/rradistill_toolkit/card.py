@@ -46,6 +46,20 @@ def teacher_rows(ev: dict, stats_dir: str) -> list[str]:
     return rows
 
 
+def faq_pieces(model_dir: str, corpus_path: str) -> dict[str, int]:
+    """Median length in the model's tokenizer pieces of the Debian FAQ's answers, per language
+    (the same FAQ in English and Korean): what the window holds of each."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    texts = collections.defaultdict(list)
+    for d in read_jsonl(corpus_path):
+        if d["source"] in ("debian-faq-en", "debian-faq-ko"):
+            texts[d["lang"]].append(d["text"])
+    return {lang: sorted(len(e.ids) for e in tok.encode_batch(ts, add_special_tokens=False))[len(ts) // 2]
+            for lang, ts in texts.items()}
+
+
 def direction(r: dict) -> int:
     """The one rule every verdict uses: +1 when a paired comparison's 95% interval lies above
     zero, -1 when below, 0 when it includes zero."""
@@ -112,6 +126,7 @@ def main(argv=None) -> None:
     queries = read_jsonl(f"{w}/data/queries.jsonl")
     corpus_n = sum(1 for _ in open(f"{w}/data/corpus.jsonl"))
     by_src = collections.Counter((q["source"], q["split"]) for q in queries)
+    pieces = faq_pieces(m, f"{w}/data/corpus.jsonl")
     shutil.copyfile(f"{w}/eval/eval.png", f"{m}/eval.png")
     shutil.copyfile(f"{w}/eval/eval.json", f"{m}/eval.json")
 
@@ -212,8 +227,12 @@ def main(argv=None) -> None:
              "a few hundredths are within noise at this query count.")
     L.append(f"- Korean held-out queries (reported separately above): RRA-BERT {_f(nd('RRA-BERT', 'ko'))} vs BM25 "
              f"{_f(nd('BM25', 'ko'))} and its teacher {_f(nd(ref, 'ko'))}. The student starts from all-MiniLM-L6-v2, "
-             "trained on English text: its uncased WordPiece vocabulary has no Korean syllables or words and spells Hangul out "
-             "in jamo (a 33-character Korean question becomes 50 pieces), so it is weak on Korean "
+             "trained on English text: its uncased WordPiece vocabulary has no Korean syllables or words and spells "
+             "Hangul out in jamo"
+             + (f" (the Debian FAQ's answers take a median of {pieces['ko']} pieces in Korean against {pieces['en']} "
+                f"in English, so the {manifest['max_sequence_length']}-token window holds much less of a Korean "
+                "answer)" if {"en", "ko"} <= pieces.keys() else "")
+             + ", so it is weak on Korean "
              + ("even though its teacher (multilingual-e5-small) is not; a multilingual base is needed for Korean "
                 "traffic.\n" if ev["reference_teacher"] == "e5" else
                 "and this teacher's neural members are English models too; a multilingual base and teacher are "
