@@ -244,8 +244,8 @@ def main(argv=None) -> None:
     else:
       L.append(f"- TCL ablation (same labels, steps and seed, TCL off): NDCG@10 {_f(abl)} vs {_f(stu)} with TCL "
              f"({tcl_verdict(ev)}; English {_f(nd('RRA-BERT-no-TCL', 'en'))} vs {_f(nd('RRA-BERT', 'en'))}, "
-             f"Korean {_f(nd('RRA-BERT-no-TCL', 'ko'))} vs {_f(nd('RRA-BERT', 'ko'))}). One seed, one run each: differences of "
-             "a few hundredths are within noise at this query count.")
+             f"Korean {_f(nd('RRA-BERT-no-TCL', 'ko'))} vs {_f(nd('RRA-BERT', 'ko'))}). One seed, one run each: the interval "
+             "covers the choice of queries, not the training seed's own variation.")
     L.append(f"- Korean held-out queries (reported separately above): RRA-BERT {_f(nd('RRA-BERT', 'ko'))} vs BM25 "
              f"{_f(nd('BM25', 'ko'))} and its teacher {_f(nd(ref, 'ko'))}. The student starts from all-MiniLM-L6-v2, "
              "trained on English text: its uncased WordPiece vocabulary has no Korean syllables or words and spells "
@@ -275,7 +275,8 @@ def main(argv=None) -> None:
                 and e["ground_truth/all"]["queries"] == ev["queries"]["all"]),
                key=lambda x: x[1], default=(None, None))
     chosen = ("Selection was made on the teachers' own held-out quality, not by training one student per teacher "
-              "(each student costs 20-30 minutes of the 2 shared cores)" if best[0] == ref else
+              f"(each student run is {seen * cands} pairs at {cfg.get('pairs_per_second', 'n/a')} pairs/s here)"
+              if best[0] == ref else
               f"That is not the best teacher in this table, `{best[0]}` is: the run notes say why")
     L.append(f"Best teacher on all held-out queries' ground truth: `{best[0]}` (NDCG@10 {_f(best[1])}). The training labels came "
              f"from `{ref}`. {chosen}; the pipeline takes any teacher with "
