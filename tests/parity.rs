@@ -31,8 +31,9 @@ async fn service_scores_match_the_python_reference() {
         assert!(!rows.is_empty());
         // int8 dynamic quantization scales activations per tensor, over the whole batch, so
         // a quantized model's score moves with its batch neighbours (measured on rra-bert-mini's
-        // logits: up to 0.15 for 0.4.0, 0.28 for 0.3.0); fp32 graphs (every fixture) must not move at all, which is
-        // where padding and masks are checked exactly. For int8 the bound is a sanity bound.
+        // logits: up to 0.36 for 0.5.0, 0.15 for 0.4.0, 0.28 for 0.3.0; rra-gpt-mini 0.18); fp32
+        // graphs (every fixture) must not move at all, which is where padding and masks are
+        // checked exactly. For int8 the bound is a sanity bound.
         let manifest: Value =
             serde_json::from_str(&std::fs::read_to_string(folder.join("manifest.json")).unwrap())
                 .unwrap();
