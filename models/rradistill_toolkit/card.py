@@ -46,34 +46,36 @@ def teacher_rows(ev: dict, stats_dir: str) -> list[str]:
     return rows
 
 
-def faq_pieces(model_dir: str, corpus_path: str) -> dict[str, int]:
-    """Median length in the model's tokenizer pieces of the Debian FAQ's answers, per language
-    (the same FAQ in English and Korean): what the window holds of each."""
+def load_tokenizer(model_dir: str):
+    """The model folder's own tokenizer, without padding or truncation: lengths as pieces."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def faq_pieces(tok, corpus: list[dict]) -> dict[str, int]:
+    """Median length in tokenizer pieces of the Debian FAQ's answers, per language (the same
+    FAQ in English and Korean): what the window holds of each."""
     texts = collections.defaultdict(list)
-    for d in read_jsonl(corpus_path):
+    for d in corpus:
         if d["source"] in ("debian-faq-en", "debian-faq-ko"):
             texts[d["lang"]].append(d["text"])
     return {lang: sorted(len(e.ids) for e in tok.encode_batch(ts, add_special_tokens=False))[len(ts) // 2]
             for lang, ts in texts.items()}
 
 
-def window_holds(model_dir: str, data_dir: str, train_labels: str, window: int) -> dict[str, float]:
+def window_holds(tok, corpus: list[dict], queries: list[dict], train_labels: str, window: int) -> dict[str, float]:
     """Share of the training pairs (query, candidate document) that fit whole in ``window``
     tokenizer pieces, per query language: how much of each document the student saw."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
-    tok.no_truncation()
-    tok.no_padding()
-    corpus = {d["doc_id"]: d["text"] for d in read_jsonl(os.path.join(data_dir, "corpus.jsonl"))}
-    queries = {q["qid"]: q for q in read_jsonl(os.path.join(data_dir, "queries.jsonl"))}
+    texts = {d["doc_id"]: d["text"] for d in corpus}
+    by_qid = {q["qid"]: q for q in queries}
     pairs = collections.defaultdict(list)
     for lab in read_jsonl(train_labels):
-        q = queries[lab["qid"]]
-        pairs[q["lang"]] += [(q["text"], corpus[d["doc_id"]]) for d in lab["docs"]]
+        q = by_qid[lab["qid"]]
+        pairs[q["lang"]] += [(q["text"], texts[d["doc_id"]]) for d in lab["docs"]]
     return {lang: sum(len(e.ids) <= window for e in tok.encode_batch(ps)) / len(ps)
             for lang, ps in sorted(pairs.items())}
 
@@ -142,10 +144,11 @@ def main(argv=None) -> None:
         if os.path.exists(f"{w}/students/rra-bert-no-tcl/train_config.json") else {}
     train_stats = json.load(open(a.train_labels.rsplit(".jsonl", 1)[0] + ".stats.json"))
     queries = read_jsonl(f"{w}/data/queries.jsonl")
-    corpus_n = sum(1 for _ in open(f"{w}/data/corpus.jsonl"))
+    corpus = read_jsonl(f"{w}/data/corpus.jsonl")
     by_src = collections.Counter((q["source"], q["split"]) for q in queries)
-    pieces = faq_pieces(m, f"{w}/data/corpus.jsonl")
-    holds = window_holds(m, f"{w}/data", a.train_labels, cfg.get("max_length") or manifest["max_sequence_length"])
+    tok = load_tokenizer(m)
+    pieces = faq_pieces(tok, corpus)
+    holds = window_holds(tok, corpus, queries, a.train_labels, cfg.get("max_length") or manifest["max_sequence_length"])
     shutil.copyfile(f"{w}/eval/eval.png", f"{m}/eval.png")
     shutil.copyfile(f"{w}/eval/eval.json", f"{m}/eval.json")
 
@@ -173,7 +176,7 @@ def main(argv=None) -> None:
              f"({a.teacher}), on {train_stats['queries']} training queries "
              f"({cfg.get('queries', 'n/a')} used: {cfg.get('skipped_no_ranked', 0)} had no ranked document); "
              f"buckets {train_stats['buckets']}.")
-    L.append(f"- **Data:** {corpus_n} documents and {len(queries)} queries from the Debian FAQ (English, Korean), "
+    L.append(f"- **Data:** {len(corpus)} documents and {len(queries)} queries from the Debian FAQ (English, Korean), "
              "the Python FAQ and library reference (python3.11-doc), and Linux man pages (sections 2, 3, 5, 7), "
              "each query with its known relevant document from the source's structure (question -> answer, "
              "heading or synopsis -> section, man page NAME line -> DESCRIPTION). Held-out split by query:")

@@ -24,7 +24,7 @@ explain() {
   local log="$1"
   echo "--- error lines of $log:" >&2
   grep -E 'error(\[E[0-9]+\])?:|LLVM ERROR|panicked|No space left|out of memory|memory allocation|signal: [0-9]+' "$log" \
-    | grep -v '^ *Compiling' | cut -c1-400 | head -n 40 >&2 || true
+    | cut -c1-400 | head -n 40 >&2 || true
   echo "--- last lines of $log:" >&2
   tail -n 50 "$log" | cut -c1-400 >&2
   echo "--- disk and memory left:" >&2
