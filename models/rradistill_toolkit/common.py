@@ -118,3 +118,12 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
     except ImportError:
         pass
+
+
+def default_model() -> pathlib.Path:
+    """The model folder ``models/DEFAULT`` names (what ``make run`` and the benches serve)."""
+    for line in (MODELS_DIR / "DEFAULT").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            return REPO_ROOT / line
+    raise FileNotFoundError(f"{MODELS_DIR / 'DEFAULT'} names no model folder")

