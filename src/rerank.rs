@@ -43,7 +43,8 @@ use crate::model::{RankError, Truncation};
 pub struct Limits {
     /// Most documents in one request (413 past it).
     pub max_documents: usize,
-    /// Most tokens in a query (422 past it); 0 means half the model's window.
+    /// Most tokens in a query (422 past it); 0 means half the model's window (a late
+    /// model's own query window).
     pub max_query_tokens: usize,
     /// Most bytes in a request body (413 past it).
     pub max_body_bytes: usize,
@@ -429,7 +430,7 @@ impl Core {
         let descriptor = model.descriptor.clone();
         let labels = [descriptor.name.as_str()];
         let max_query_tokens = match self.limits.max_query_tokens {
-            0 => descriptor.max_sequence_length / 2,
+            0 => descriptor.default_max_query_tokens(),
             n => n,
         };
         // A query far longer in bytes than any allowed token count is refused before tokenizing.

@@ -116,7 +116,7 @@ pub fn openapi_document(
         .to_string();
     doc["info"]["description"] = format!(
         "{description}\n\nLimits of this instance: at most {} documents per request, {} bytes per body, \
-         queries of at most {} tokens (0 = half the model's window), a deadline of {} ms.",
+         queries of at most {} tokens (0 = half the model's window, a late model's query window), a deadline of {} ms.",
         limits.max_documents, limits.max_body_bytes, limits.max_query_tokens, limits.request_timeout_ms
     )
     .into();

@@ -4,7 +4,8 @@
 //! registered fails the load unless CPU fallback is allowed, which is then logged loudly and
 //! reported), one session per inference thread (so `Session::run`'s `&mut self` is never
 //! contended), the check of the graph's inputs and score output against the manifest, and
-//! turning a batch of prepared pairs into padded tensors and one raw score per pair.
+//! turning a batch of prepared pairs into padded tensors and one raw score per pair (a late
+//! model's batch laid out by [`super::towers`]: each distinct query once).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -16,8 +17,8 @@ use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{InputNames, Manifest, PaddingSide};
-use super::{PreparedPair, RankError};
+use super::manifest::{InputNames, Manifest, ModelKind, PaddingSide};
+use super::{towers, PreparedPair, RankError};
 
 /// Where a model's graph runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -79,8 +80,13 @@ pub struct Graph {
     output: String,
     pad_id: i64,
     padding: PaddingSide,
+    /// A late model: query and documents in separate tensors ([`towers::layout`]).
+    towers: bool,
     provider: ProviderInUse,
 }
+
+/// Named input tensors for one `Session::run`.
+type Feed = Vec<(String, ort::value::DynValue)>;
 
 impl Graph {
     /// Opens `options.sessions` sessions of `model_path` and checks the graph against the
@@ -129,6 +135,7 @@ impl Graph {
             output: manifest.output.clone(),
             pad_id,
             padding,
+            towers: manifest.kind == ModelKind::Late,
             provider,
         };
         graph.check(model_path)?;
@@ -143,8 +150,9 @@ impl Graph {
         &self.provider
     }
 
-    /// The graph's inputs must be exactly the manifest's (int64, [batch, sequence]) and its
-    /// score output must exist and be float32 with one score per row.
+    /// The graph's inputs must be exactly the manifest's (int64, [batch, sequence]; a late
+    /// model's `query_index` [pairs]) and its score output must exist and be float32 with one
+    /// score per row.
     fn check(&self, model_path: &Path) -> Result<()> {
         let session = self.sessions[0]
             .lock()
@@ -158,14 +166,19 @@ impl Graph {
                     model_path.display()
                 );
             };
+            let (rank, expected_shape) = if Some(*name) == self.inputs.query_index.as_deref() {
+                (1, "[pairs] (each pair's row in the query tensor)")
+            } else {
+                (2, "[batch, sequence]")
+            };
             match outlet.dtype() {
                 ValueType::Tensor {
                     ty: TensorElementType::Int64,
                     shape,
                     ..
-                } if shape.len() == 2 => {}
+                } if shape.len() == rank => {}
                 other => bail!(
-                    "{}: graph input `{name}` is {other}; expected int64 [batch, sequence]",
+                    "{}: graph input `{name}` is {other}; expected int64 {expected_shape}",
                     model_path.display()
                 ),
             }
@@ -202,12 +215,60 @@ impl Graph {
         Ok(())
     }
 
-    /// Raw scores for a batch, in order, on session `session`: pads every pair to the longest
-    /// (on the manifest's side), builds the mask, segment ids and positions the graph takes.
+    /// Raw scores for a batch, in order, on session `session`.
     pub fn run(&self, session: usize, batch: &[&PreparedPair]) -> Result<Vec<f32>, RankError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let rows = batch.len();
+        let inputs = if self.towers {
+            self.tower_feed(batch)?
+        } else {
+            self.pair_feed(batch)?
+        };
+        self.score(session, rows, inputs)
+    }
+
+    /// A late model's feed: distinct queries, documents and each pair's query row.
+    fn tower_feed(&self, batch: &[&PreparedPair]) -> Result<Feed, RankError> {
+        let t =
+            towers::layout(batch, self.pad_id).map_err(|e| RankError::Inference(e.to_string()))?;
+        let names = &self.inputs;
+        let tensor = |shape: Vec<i64>, data: Vec<i64>| {
+            Tensor::from_array((shape, data))
+                .map(|t| t.into_dyn())
+                .map_err(|e| RankError::Inference(format!("cannot build input tensor: {e}")))
+        };
+        let (queries, query_width) = (t.queries as i64, t.query_width as i64);
+        let (pairs, document_width) = (t.pairs as i64, t.document_width as i64);
+        let role = |name: &Option<String>| name.clone().unwrap_or_default();
+        Ok(vec![
+            (
+                role(&names.query_ids),
+                tensor(vec![queries, query_width], t.query_ids)?,
+            ),
+            (
+                role(&names.query_mask),
+                tensor(vec![queries, query_width], t.query_mask)?,
+            ),
+            (
+                names.input_ids.clone(),
+                tensor(vec![pairs, document_width], t.input_ids)?,
+            ),
+            (
+                names.attention_mask.clone(),
+                tensor(vec![pairs, document_width], t.attention_mask)?,
+            ),
+            (
+                role(&names.query_index),
+                tensor(vec![pairs], t.query_index)?,
+            ),
+        ])
+    }
+
+    /// Pads every pair to the longest (on the manifest's side), builds the mask, segment ids
+    /// and positions the graph takes.
+    fn pair_feed(&self, batch: &[&PreparedPair]) -> Result<Feed, RankError> {
         let rows = batch.len();
         let width = batch.iter().map(|p| p.len()).max().unwrap_or(0);
         let mut ids = vec![self.pad_id; rows * width];
@@ -256,7 +317,11 @@ impl Graph {
                 inputs.push((name.clone(), tensor(data)?.into_dyn()));
             }
         }
+        Ok(inputs)
+    }
 
+    /// Runs `inputs` on session `session` and reads one score per row of a batch of `rows`.
+    fn score(&self, session: usize, rows: usize, inputs: Feed) -> Result<Vec<f32>, RankError> {
         let slot = self
             .sessions
             .get(session)

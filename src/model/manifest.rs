@@ -23,6 +23,19 @@
 //! concatenated after the optional BOS; only the document is cut to fit the window. The graph
 //! reads its score at the last non-padding token, so it must be told (or compute) where that
 //! is: right padding needs nothing more, left padding needs `position_ids`.
+//!
+//! A late-interaction model (`"kind": "late"`, RRA-BERT-m) reads the query and each document
+//! apart, each in its own window, and has its own inputs:
+//! ```json
+//! {"kind": "late", "max_sequence_length": 256, "max_query_length": 160,
+//!  "query_prefix": "query:", "document_prefix": "passage:",
+//!  "inputs": {"query_ids": "query_ids", "query_mask": "query_mask", "input_ids": "input_ids",
+//!             "attention_mask": "attention_mask", "query_index": "query_index"},
+//!  "output": "scores", "pad_token_id": 1}
+//! ```
+//! `max_sequence_length` is a document's window and `max_query_length` the query's, each with
+//! its prefix and the tokenizer's special tokens; the prefixes are text (`""` for none). The
+//! graph computes its own positions, so `token_type_ids` and `position_ids` are not mapped.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +54,10 @@ pub enum ModelKind {
     Encoder,
     /// A decoder with a ranking layer on the last token of a prompt.
     Decoder,
+    /// Late interaction: query and document read apart by one encoder (`<s> query: q </s>`,
+    /// `<s> passage: d </s>`), then joined by an interaction layer; one score per pair, each
+    /// distinct query of a batch encoded once.
+    Late,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -70,6 +87,15 @@ pub struct InputNames {
     pub token_type_ids: Option<String>,
     #[serde(default)]
     pub position_ids: Option<String>,
+    /// Late models: the distinct queries of a batch, int64 `[queries, query_length]`.
+    #[serde(default)]
+    pub query_ids: Option<String>,
+    /// Late models: their mask, int64 `[queries, query_length]`.
+    #[serde(default)]
+    pub query_mask: Option<String>,
+    /// Late models: each pair's row in `query_ids`, int64 `[pairs]`.
+    #[serde(default)]
+    pub query_index: Option<String>,
 }
 
 impl InputNames {
@@ -78,7 +104,19 @@ impl InputNames {
         let mut names = vec![self.input_ids.as_str(), self.attention_mask.as_str()];
         names.extend(self.token_type_ids.as_deref());
         names.extend(self.position_ids.as_deref());
+        names.extend(self.query_ids.as_deref());
+        names.extend(self.query_mask.as_deref());
+        names.extend(self.query_index.as_deref());
         names
+    }
+
+    /// The roles only a late model maps, with the graph input each names (if any).
+    fn tower_roles(&self) -> [(&'static str, Option<&str>); 3] {
+        [
+            ("query_ids", self.query_ids.as_deref()),
+            ("query_mask", self.query_mask.as_deref()),
+            ("query_index", self.query_index.as_deref()),
+        ]
     }
 }
 
@@ -100,6 +138,17 @@ pub struct PromptSpec {
     pub padding_side: PaddingSide,
     #[serde(default)]
     pub bos_token_id: Option<i64>,
+}
+
+/// How a late model reads its query and documents apart (from the manifest's top level).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TowerSpec {
+    /// The query's window, its prefix and special tokens included (`max_query_length`).
+    pub query_window: usize,
+    /// Text put before the query (`query_prefix`, e5's `query:`), tokenized alone.
+    pub query_prefix: String,
+    /// Text put before every document (`document_prefix`, e5's `passage:`), tokenized alone.
+    pub document_prefix: String,
 }
 
 /// The template cut at its two slots.
@@ -153,6 +202,18 @@ pub struct Manifest {
     /// The prompt of a decoder model (required for `kind = decoder`).
     #[serde(default)]
     pub prompt: Option<PromptSpec>,
+    /// A late model's query window, prefix and special tokens included (required for
+    /// `kind = late`).
+    #[serde(default)]
+    pub max_query_length: Option<usize>,
+    /// Text before the query in a late model's query tower (required for `kind = late`;
+    /// `""` for none).
+    #[serde(default)]
+    pub query_prefix: Option<String>,
+    /// Text before each document in a late model's document tower (required for
+    /// `kind = late`; `""` for none).
+    #[serde(default)]
+    pub document_prefix: Option<String>,
     /// Anything else the toolkit recorded (description, training data, metrics, ...).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -198,9 +259,110 @@ impl Manifest {
                 }
             }
             (ModelKind::Encoder, Some(_)) => bail!("an encoder model takes no `prompt`"),
-            (ModelKind::Encoder, None) => {}
+            (ModelKind::Late, Some(_)) => bail!("a late model takes no `prompt`"),
+            (ModelKind::Encoder | ModelKind::Late, None) => {}
+        }
+        if self.kind == ModelKind::Late {
+            self.check_late()
+        } else {
+            self.check_not_late()
+        }
+    }
+
+    /// A late model's query window, prefixes and tower inputs are all there, and it maps no
+    /// input its graph computes itself.
+    fn check_late(&self) -> Result<()> {
+        let Some(query_window) = self.max_query_length else {
+            bail!(
+                "a late model needs `max_query_length`: the query's window in tokens, its prefix \
+                 and special tokens included (e.g. 160)"
+            );
+        };
+        if !(4..=65_536).contains(&query_window) {
+            bail!("`max_query_length` is {query_window}; it must be between 4 and 65536");
+        }
+        for (field, value) in [
+            ("query_prefix", &self.query_prefix),
+            ("document_prefix", &self.document_prefix),
+        ] {
+            if value.is_none() {
+                bail!(
+                    "a late model needs `{field}`: the text its tower reads before the {} \
+                     (e5: `query:` and `passage:`), or \"\" for none",
+                    if field == "query_prefix" {
+                        "query"
+                    } else {
+                        "document"
+                    }
+                );
+            }
+        }
+        for (role, name) in self.inputs.tower_roles() {
+            if name.is_none() {
+                bail!(
+                    "a late model needs `inputs.{role}`: its graph takes query_ids and query_mask \
+                     [queries, query_length] and query_index [pairs] besides input_ids and \
+                     attention_mask"
+                );
+            }
+        }
+        for (role, name) in [
+            ("token_type_ids", &self.inputs.token_type_ids),
+            ("position_ids", &self.inputs.position_ids),
+        ] {
+            if name.is_some() {
+                bail!(
+                    "a late model's graph computes its own segments and positions: remove \
+                     `inputs.{role}` (the service feeds only query_ids, query_mask, input_ids, \
+                     attention_mask and query_index)"
+                );
+            }
         }
         Ok(())
+    }
+
+    /// The fields of a late model are not silently ignored on another kind.
+    fn check_not_late(&self) -> Result<()> {
+        for (field, set) in [
+            ("max_query_length", self.max_query_length.is_some()),
+            ("query_prefix", self.query_prefix.is_some()),
+            ("document_prefix", self.document_prefix.is_some()),
+        ] {
+            if set {
+                bail!(
+                    "`{field}` is for late models (`\"kind\": \"late\"`); a {} reads the query \
+                     and the document in one window: remove it",
+                    kind_name(self.kind)
+                );
+            }
+        }
+        for (role, name) in self.inputs.tower_roles() {
+            if name.is_some() {
+                bail!(
+                    "`inputs.{role}` is for late models (`\"kind\": \"late\"`); a {} takes no \
+                     separate query: remove it",
+                    kind_name(self.kind)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// How a late model reads its query and documents (None for the other kinds).
+    pub fn towers(&self) -> Option<TowerSpec> {
+        (self.kind == ModelKind::Late).then(|| TowerSpec {
+            query_window: self.max_query_length.unwrap_or(self.max_sequence_length),
+            query_prefix: self.query_prefix.clone().unwrap_or_default(),
+            document_prefix: self.document_prefix.clone().unwrap_or_default(),
+        })
+    }
+}
+
+fn kind_name(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Encoder => "cross-encoder",
+        ModelKind::Decoder => "decoder",
+        ModelKind::Late => "late model",
     }
 }
 
@@ -298,5 +460,97 @@ mod tests {
             true,
         )
         .unwrap();
+    }
+
+    fn late(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Manifest> {
+        let mut value = serde_json::json!({"name": "m", "version": "1", "kind": "late",
+            "max_sequence_length": 256, "max_query_length": 160,
+            "query_prefix": "query:", "document_prefix": "passage:",
+            "inputs": {"query_ids": "query_ids", "query_mask": "query_mask",
+                       "input_ids": "input_ids", "attention_mask": "attention_mask",
+                       "query_index": "query_index"},
+            "output": "scores", "score_activation": "sigmoid", "pad_token_id": 1});
+        edit(&mut value);
+        let manifest: Manifest = serde_json::from_value(value)?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    #[test]
+    fn a_late_manifest_gives_its_towers() {
+        let m = late(|_| {}).unwrap();
+        assert_eq!(
+            m.towers(),
+            Some(TowerSpec {
+                query_window: 160,
+                query_prefix: "query:".into(),
+                document_prefix: "passage:".into()
+            })
+        );
+        assert_eq!(m.inputs.all().len(), 5);
+        // No prefix at all is said with "".
+        let m = late(|v| v["query_prefix"] = "".into()).unwrap();
+        assert_eq!(m.towers().unwrap().query_prefix, "");
+        assert_eq!(
+            manifest("encoder", serde_json::Value::Null, false)
+                .unwrap()
+                .towers(),
+            None
+        );
+    }
+
+    #[test]
+    fn bad_late_manifests_are_refused_with_what_to_fix() {
+        type Edit = fn(&mut serde_json::Value);
+        let cases: [(Edit, &str); 9] = [
+            (
+                |v| drop(v.as_object_mut().unwrap().remove("max_query_length")),
+                "needs `max_query_length`",
+            ),
+            (|v| v["max_query_length"] = 2.into(), "between 4 and 65536"),
+            (
+                |v| drop(v.as_object_mut().unwrap().remove("document_prefix")),
+                "needs `document_prefix`",
+            ),
+            (
+                |v| drop(v["inputs"].as_object_mut().unwrap().remove("query_index")),
+                "needs `inputs.query_index`",
+            ),
+            (
+                |v| drop(v["inputs"].as_object_mut().unwrap().remove("query_mask")),
+                "needs `inputs.query_mask`",
+            ),
+            (
+                |v| v["inputs"]["token_type_ids"] = "token_type_ids".into(),
+                "remove `inputs.token_type_ids`",
+            ),
+            (
+                |v| v["inputs"]["position_ids"] = "position_ids".into(),
+                "remove `inputs.position_ids`",
+            ),
+            (
+                |v| v["prompt"] = serde_json::json!({"template": "{query} {document}"}),
+                "takes no `prompt`",
+            ),
+            (
+                |v| v["kind"] = "encoder".into(),
+                "`max_query_length` is for late models",
+            ),
+        ];
+        for (edit, expected) in cases {
+            let error = format!("{:#}", late(edit).unwrap_err());
+            assert!(error.contains(expected), "expected {expected:?} in {error}");
+        }
+        // An encoder or decoder that maps a query tower input is refused too.
+        let mut value = serde_json::json!({"name": "m", "version": "1", "kind": "encoder",
+            "max_sequence_length": 64, "output": "logits", "score_activation": "sigmoid",
+            "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask",
+                       "query_ids": "query_ids"}});
+        let manifest: Manifest = serde_json::from_value(value.take()).unwrap();
+        let error = format!("{:#}", manifest.check().unwrap_err());
+        assert!(
+            error.contains("`inputs.query_ids` is for late models"),
+            "{error}"
+        );
     }
 }

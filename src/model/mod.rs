@@ -3,11 +3,13 @@
 //! A model is a folder (`model.onnx`, `tokenizer.json`, `manifest.json`; see [`manifest`]).
 //! The [`Ranker`] trait is the one seam between the serving core and a model family: it
 //! prepares pairs (tokenization and truncation, the model's own business) and scores a batch
-//! of prepared pairs on one of its sessions. Both students, the encoder (RRA-BERT, a
-//! cross-encoder) and the decoder (RRA-GPT, a prompt and a ranking layer), are
+//! of prepared pairs on one of its sessions. The three students, the encoder (RRA-BERT, a
+//! cross-encoder), the decoder (RRA-GPT, a prompt and a ranking layer) and the late model
+//! (RRA-BERT-m: query and document read apart, then joined), are
 //! [`student::StudentRanker`]: [`tokenize`] builds their inputs, [`graph`] runs them on an
-//! execution provider. [`catalog`] reads the models file; the [`registry`] holds the models a
-//! process serves and routes requests between them (experiments, shadows, reload).
+//! execution provider ([`towers`] lays out a late model's batch: each distinct query once).
+//! [`catalog`] reads the models file; the [`registry`] holds the models a process serves and
+//! routes requests between them (experiments, shadows, reload).
 
 pub mod catalog;
 pub mod graph;
@@ -15,9 +17,11 @@ pub mod manifest;
 pub mod registry;
 pub mod student;
 pub mod tokenize;
+pub mod towers;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
@@ -57,30 +61,43 @@ impl Default for Truncation {
 #[derive(Debug, Clone)]
 pub struct PreparedQuery {
     pub(crate) encoding: tokenizers::Encoding,
+    /// For a late model: the query as its tower reads it (`<s> query: q </s>`), built once
+    /// and shared by every pair of the request.
+    pub(crate) tower: Option<Arc<[i64]>>,
 }
 
 impl PreparedQuery {
+    /// The query's own tokens (no prefix, no special tokens): what the query limit counts.
     pub fn tokens(&self) -> usize {
         self.encoding.len()
     }
 }
 
-/// One (query, document) pair as model input: token ids and segment ids, unpadded.
+/// One (query, document) pair as model input, unpadded. Encoders and decoders read the pair
+/// in one sequence (`input_ids`, with segment ids for encoders); a late model reads the
+/// query apart: `input_ids` is then the document alone and `query_ids` its query.
 #[derive(Debug, Clone)]
 pub struct PreparedPair {
     pub input_ids: Vec<i64>,
     pub type_ids: Vec<i64>,
+    /// A late model's query (`<s> prefix query </s>`), one allocation shared by the pairs
+    /// of a request; None when `input_ids` holds the whole pair.
+    pub query_ids: Option<Arc<[i64]>>,
     /// Whether the document was cut to fit.
     pub truncated: bool,
 }
 
 impl PreparedPair {
+    /// The pair's tokens: what it costs in a batch and in admission, and what `input_tokens`
+    /// reports. For a late model, the document's and its query's (the query's tower runs
+    /// once per distinct query in a batch, so this over-counts a batch that shares queries:
+    /// a conservative budget, the same rule as for encoders, which read the query per pair).
     pub fn len(&self) -> usize {
-        self.input_ids.len()
+        self.input_ids.len() + self.query_ids.as_ref().map_or(0, |q| q.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.input_ids.is_empty()
+        self.len() == 0
     }
 }
 
@@ -93,13 +110,15 @@ pub enum RankError {
     )]
     QueryTooLong { tokens: usize, limit: usize },
     #[error(
-        "document {index} is {tokens} tokens long with the query, over the model's window of {window}: \
+        "document {index} is {tokens} tokens long {counted}, over the model's window of {window}: \
          shorten it or allow truncation"
     )]
     DocumentTooLong {
         index: usize,
         tokens: usize,
         window: usize,
+        /// What the count includes besides the document ("with the query", ...).
+        counted: &'static str,
     },
     #[error("tokenization failed: {0}")]
     Tokenization(String),
@@ -114,7 +133,11 @@ pub struct ModelDescriptor {
     pub name: String,
     pub version: String,
     pub kind: ModelKind,
+    /// The window in tokens: the whole pair's, or a late model's document window.
     pub max_sequence_length: usize,
+    /// A late model's query window in tokens (its prefix and special tokens included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_query_length: Option<usize>,
     pub score_activation: ScoreActivation,
     /// Where the graph runs now: `cpu`, `cuda` or `tensorrt`.
     pub execution_provider: String,
@@ -147,6 +170,7 @@ impl ModelDescriptor {
             version: manifest.version.clone(),
             kind: manifest.kind,
             max_sequence_length: manifest.max_sequence_length,
+            max_query_length: manifest.max_query_length,
             score_activation: manifest.score_activation,
             execution_provider: provider.provider.as_str().into(),
             execution_provider_fallback_from: provider
@@ -158,6 +182,22 @@ impl ModelDescriptor {
             intra_threads: options.intra_threads,
             fingerprint: fingerprint(dir)?,
         })
+    }
+}
+
+impl ModelDescriptor {
+    /// The query limit when none is configured (`--max-query-tokens 0`): half the window for
+    /// models that read query and document in one window; a late model's own query window
+    /// (its tokenizer then takes off the prefix and special tokens).
+    pub fn default_max_query_tokens(&self) -> usize {
+        self.max_query_length
+            .unwrap_or(self.max_sequence_length / 2)
+    }
+
+    /// The most tokens one pair can count ([`PreparedPair::len`]): the window, plus the query
+    /// window for a late model.
+    pub fn max_pair_tokens(&self) -> usize {
+        self.max_sequence_length + self.max_query_length.unwrap_or(0)
     }
 }
 

@@ -252,7 +252,7 @@ impl Registry {
         if let Some(name) = name {
             descriptor.name = name;
         }
-        let window = descriptor.max_sequence_length;
+        let window = descriptor.max_pair_tokens();
         let limits = settings.limits;
         let batch = BatcherConfig {
             // A full-window pair must always fit in a batch of its own.

@@ -1,19 +1,23 @@
 //! A student on ONNX Runtime: the encoder (RRA-BERT, a cross-encoder over
-//! `[CLS] query [SEP] document [SEP]`) or the decoder (RRA-GPT, a prompt scored by a ranking
-//! layer on its last token, one forward pass, no generation). The manifest's `kind` decides.
+//! `[CLS] query [SEP] document [SEP]`), the decoder (RRA-GPT, a prompt scored by a ranking
+//! layer on its last token, one forward pass, no generation) or the late model (RRA-BERT-m:
+//! query and document each through the encoder alone, then an interaction layer). The
+//! manifest's `kind` decides.
 //!
-//! Owns the model's tokenization ([`PairTokenizer`] or [`PromptTokenizer`]: query-once,
-//! document-per-pair, document-only truncation) and load-time validation: the graph against
-//! the manifest ([`Graph`]), the tokenizer against the graph (its highest token id must be
-//! accepted), then a warm-up on every session before the model counts as loaded.
+//! Owns the model's tokenization ([`PairTokenizer`], [`PromptTokenizer`] or
+//! [`TowerTokenizer`]: query-once, document-per-pair, document-only truncation) and load-time
+//! validation: the manifest, the graph against the manifest ([`Graph`]), the tokenizer against
+//! the graph (its highest token id must be accepted, in the query tower too), then a warm-up
+//! on every session before the model counts as loaded.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::graph::{Graph, SessionOptions};
 use super::manifest::{self, Manifest, ModelKind, PaddingSide};
-use super::tokenize::{PairEncoder, PairTokenizer, PromptTokenizer};
+use super::tokenize::{PairEncoder, PairTokenizer, PromptTokenizer, TowerTokenizer};
 use super::{ModelDescriptor, PreparedPair, PreparedQuery, RankError, Ranker, Truncation};
 
 pub struct StudentRanker {
@@ -29,26 +33,29 @@ impl StudentRanker {
         let manifest = Manifest::load(dir)?;
         let tokenizer_path = dir.join(manifest::TOKENIZER_FILE);
         let window = manifest.max_sequence_length;
-        let (tokens, padding): (Box<dyn PairEncoder>, PaddingSide) = match &manifest.prompt {
-            None => (
-                Box::new(
-                    PairTokenizer::from_file(&tokenizer_path, window)
-                        .map_err(|e| anyhow!("{}: {e:#}", dir.display()))?,
+        let in_dir = |e: anyhow::Error| anyhow!("{}: {e:#}", dir.display());
+        // Manifest::load has checked that each kind has what it needs (prompt, towers).
+        let (tokens, padding): (Box<dyn PairEncoder>, PaddingSide) =
+            match (manifest.kind, &manifest.prompt, manifest.towers()) {
+                (ModelKind::Decoder, Some(prompt), _) => (
+                    Box::new(
+                        PromptTokenizer::from_file(&tokenizer_path, prompt, window)
+                            .map_err(in_dir)?,
+                    ),
+                    prompt.padding_side,
                 ),
-                PaddingSide::Right,
-            ),
-            Some(prompt) => (
-                Box::new(
-                    PromptTokenizer::from_file(&tokenizer_path, prompt, window)
-                        .map_err(|e| anyhow!("{}: {e:#}", dir.display()))?,
+                (ModelKind::Late, _, Some(towers)) => (
+                    Box::new(
+                        TowerTokenizer::from_file(&tokenizer_path, &towers, window)
+                            .map_err(in_dir)?,
+                    ),
+                    PaddingSide::Right,
                 ),
-                prompt.padding_side,
-            ),
-        };
-        debug_assert_eq!(
-            manifest.prompt.is_some(),
-            manifest.kind == ModelKind::Decoder
-        );
+                _ => (
+                    Box::new(PairTokenizer::from_file(&tokenizer_path, window).map_err(in_dir)?),
+                    PaddingSide::Right,
+                ),
+            };
         let pad_id = manifest
             .pad_token_id
             .or_else(|| {
@@ -83,6 +90,8 @@ impl StudentRanker {
         let pair = PreparedPair {
             input_ids: vec![top; 4],
             type_ids: vec![0; 4],
+            // A late model's query tower reads the same table.
+            query_ids: (self.manifest.kind == ModelKind::Late).then(|| Arc::from(vec![top; 4])),
             truncated: false,
         };
         self.score(0, &[&pair]).map_err(|e| {
@@ -102,8 +111,11 @@ impl StudentRanker {
         let long_doc = "warm up ".repeat(self.manifest.max_sequence_length);
         let long = self.prepare_pair(&query, &long_doc, 0, &Truncation::default())?;
         let short = self.prepare_pair(&query, "short document", 1, &Truncation::default())?;
+        // Two queries, so a late model also runs its multi-query path (and others a third pair).
+        let other = self.prepare_query("a second query", usize::MAX)?;
+        let third = self.prepare_pair(&other, "short document", 2, &Truncation::default())?;
         for session in 0..self.graph.sessions() {
-            let scores = self.score(session, &[&long, &short])?;
+            let scores = self.score(session, &[&long, &short, &third])?;
             if scores.iter().any(|s| !s.is_finite()) {
                 bail!("the model returned a non-finite score on warm-up: {scores:?}");
             }

@@ -1,5 +1,5 @@
 //! Tokenization of (query, document) pairs, independent of ONNX Runtime (so it can be fuzzed
-//! and tested on its own). Both model families share the rules: the query is tokenized once
+//! and tested on its own). Every model family shares the rules: the query is tokenized once
 //! per request and never cut (too long is an error); each document is tokenized alone and cut
 //! to what the window leaves (or `max_tokens_per_doc`, if lower) from the side the request asks.
 //!
@@ -8,13 +8,19 @@
 //!   Face tokenizers' `only_second` truncation does.
 //! - [`PromptTokenizer`] (decoders) fills the manifest's prompt template: BOS, the template's
 //!   literal pieces, query and document, each tokenized separately, ids concatenated.
+//! - [`TowerTokenizer`] (late models) keeps query and document apart, each in its own window:
+//!   `lead + prefix + text + trail`, where lead and trail are what the tokenizer's
+//!   single-sequence template puts around a text (`<s>`, `</s>`) and the prefix (`query:`,
+//!   `passage:`) is tokenized once at load; exactly the toolkit's
+//!   `students.tokenization.TowerTokenizer`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
 use tokenizers::{Encoding, Tokenizer};
 
-use super::manifest::PromptSpec;
+use super::manifest::{PromptSpec, TowerSpec};
 use super::{PreparedPair, PreparedQuery, RankError, Truncation, TruncationSide};
 
 /// What a model's tokenization offers the ranker: the same contract for both families.
@@ -82,10 +88,17 @@ fn query_within(
             limit,
         });
     }
-    Ok(PreparedQuery { encoding })
+    Ok(PreparedQuery {
+        encoding,
+        tower: None,
+    })
 }
 
+/// What a model reads besides the document, for the too-long message.
+const WITH_THE_QUERY: &str = "with the query";
+
 /// The document, tokenized and cut to `room` tokens (or the request's lower cut).
+#[allow(clippy::too_many_arguments)]
 fn document_within(
     tokenizer: &Tokenizer,
     document: &str,
@@ -93,6 +106,7 @@ fn document_within(
     index: usize,
     fixed: usize,
     window: usize,
+    counted: &'static str,
     truncation: &Truncation,
 ) -> Result<(Encoding, bool), RankError> {
     let mut doc = encode(tokenizer, document)?;
@@ -104,6 +118,7 @@ fn document_within(
                 index,
                 tokens: doc.len() + fixed,
                 window,
+                counted,
             });
         }
         let side = match truncation.side {
@@ -193,6 +208,7 @@ impl PairEncoder for PromptTokenizer {
             index,
             fixed,
             self.window,
+            WITH_THE_QUERY,
             truncation,
         )?;
         let mut input_ids = Vec::with_capacity(fixed + doc.len());
@@ -204,6 +220,7 @@ impl PairEncoder for PromptTokenizer {
         Ok(PreparedPair {
             input_ids,
             type_ids: Vec::new(),
+            query_ids: None,
             truncated,
         })
     }
@@ -271,6 +288,7 @@ impl PairEncoder for PairTokenizer {
             index,
             fixed,
             self.window,
+            WITH_THE_QUERY,
             truncation,
         )?;
         let pair = self
@@ -284,6 +302,181 @@ impl PairEncoder for PairTokenizer {
                 .iter()
                 .map(|&id| i64::from(id))
                 .collect(),
+            query_ids: None,
+            truncated,
+        })
+    }
+}
+
+/// A late model's two towers: `lead + query_prefix + query + trail` in the query's window and
+/// `lead + document_prefix + document + trail` in the document's, each cut or refused alone.
+pub struct TowerTokenizer {
+    tokenizer: Tokenizer,
+    /// What the single-sequence template puts before and after a text (`<s>`, `</s>`).
+    lead: Vec<i64>,
+    trail: Vec<i64>,
+    query_prefix: Vec<i64>,
+    document_prefix: Vec<i64>,
+    /// A document's window and the query's, prefixes and special tokens included.
+    window: usize,
+    query_window: usize,
+}
+
+impl TowerTokenizer {
+    /// Loads `tokenizer.json` for a late model: `window` is the manifest's
+    /// `max_sequence_length` (a document's), `towers` its query window and prefixes.
+    pub fn from_file(path: &Path, towers: &TowerSpec, window: usize) -> Result<TowerTokenizer> {
+        let tokenizer = load_tokenizer(path)?;
+        let (lead, trail) = single_template(&tokenizer).map_err(|e| {
+            anyhow!(
+                "{}: {e}; a late model's towers read `<s> prefix text </s>` (check the \
+                 tokenizer's post_processor)",
+                path.display()
+            )
+        })?;
+        let prefix = |field: &str, text: &str| -> Result<Vec<i64>> {
+            let encoding = encode(&tokenizer, text)
+                .map_err(|e| anyhow!("cannot tokenize `{field}` {text:?}: {e}"))?;
+            Ok(ids(&encoding).collect())
+        };
+        let query_prefix = prefix("query_prefix", &towers.query_prefix)?;
+        let document_prefix = prefix("document_prefix", &towers.document_prefix)?;
+        let specials = lead.len() + trail.len();
+        for (field, limit, prefix_field, prefix, what) in [
+            (
+                "max_sequence_length",
+                window,
+                "document_prefix",
+                &document_prefix,
+                "document",
+            ),
+            (
+                "max_query_length",
+                towers.query_window,
+                "query_prefix",
+                &query_prefix,
+                "query",
+            ),
+        ] {
+            if limit <= specials + prefix.len() {
+                bail!(
+                    "`{field}` is {limit} tokens, which leaves no room for a {what}: its \
+                     `{prefix_field}` is {} tokens and the tokenizer adds {specials} special \
+                     tokens; raise `{field}` or shorten the prefix",
+                    prefix.len()
+                );
+            }
+        }
+        Ok(TowerTokenizer {
+            tokenizer,
+            lead,
+            trail,
+            query_prefix,
+            document_prefix,
+            window,
+            query_window: towers.query_window,
+        })
+    }
+
+    /// The query's window (`max_query_length`).
+    pub fn query_window(&self) -> usize {
+        self.query_window
+    }
+
+    /// Tokens a query row adds to the query itself (special tokens and prefix).
+    pub fn query_overhead(&self) -> usize {
+        self.lead.len() + self.query_prefix.len() + self.trail.len()
+    }
+
+    /// Tokens a document row adds to the document itself (special tokens and prefix).
+    pub fn document_overhead(&self) -> usize {
+        self.lead.len() + self.document_prefix.len() + self.trail.len()
+    }
+
+    /// `lead + prefix + body + trail`.
+    fn row(&self, prefix: &[i64], body: &Encoding) -> Vec<i64> {
+        let mut row =
+            Vec::with_capacity(self.lead.len() + prefix.len() + body.len() + self.trail.len());
+        row.extend_from_slice(&self.lead);
+        row.extend_from_slice(prefix);
+        row.extend(ids(body));
+        row.extend_from_slice(&self.trail);
+        row
+    }
+}
+
+/// The ids a tokenizer's single-sequence template puts before and after a text, read off the
+/// special-tokens mask of `"x"` encoded with special tokens (as the toolkit's `template`).
+fn single_template(tokenizer: &Tokenizer) -> Result<(Vec<i64>, Vec<i64>)> {
+    let encoding = tokenizer
+        .encode_fast("x", true)
+        .map_err(|e| anyhow!("cannot encode a probe text: {e}"))?;
+    let special = encoding.get_special_tokens_mask();
+    let (Some(first), Some(last)) = (
+        special.iter().position(|&s| s == 0),
+        special.iter().rposition(|&s| s == 0),
+    ) else {
+        bail!("the tokenizer turns a plain text into special tokens only");
+    };
+    if first == 0 && last + 1 == special.len() {
+        bail!("the tokenizer adds no special tokens around a single text");
+    }
+    let all: Vec<i64> = ids(&encoding).collect();
+    Ok((all[..first].to_vec(), all[last + 1..].to_vec()))
+}
+
+impl PairEncoder for TowerTokenizer {
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// A document's window.
+    fn window(&self) -> usize {
+        self.window
+    }
+
+    fn query_limit(&self, max_query_tokens: usize) -> usize {
+        max_query_tokens.min(self.query_window - self.query_overhead())
+    }
+
+    fn prepare_query(
+        &self,
+        query: &str,
+        max_query_tokens: usize,
+    ) -> Result<PreparedQuery, RankError> {
+        let mut prepared =
+            query_within(&self.tokenizer, query, self.query_limit(max_query_tokens))?;
+        prepared.tower = Some(self.row(&self.query_prefix, &prepared.encoding).into());
+        Ok(prepared)
+    }
+
+    fn prepare_pair(
+        &self,
+        query: &PreparedQuery,
+        document: &str,
+        index: usize,
+        truncation: &Truncation,
+    ) -> Result<PreparedPair, RankError> {
+        let fixed = self.document_overhead();
+        let (doc, truncated) = document_within(
+            &self.tokenizer,
+            document,
+            self.window - fixed,
+            index,
+            fixed,
+            self.window,
+            "with its prefix and special tokens",
+            truncation,
+        )?;
+        // A query prepared by this tokenizer carries its row; build it for any other.
+        let query_ids = match &query.tower {
+            Some(row) => row.clone(),
+            None => Arc::from(self.row(&self.query_prefix, &query.encoding)),
+        };
+        Ok(PreparedPair {
+            input_ids: self.row(&self.document_prefix, &doc),
+            type_ids: Vec::new(),
+            query_ids: Some(query_ids),
             truncated,
         })
     }

@@ -1,7 +1,8 @@
 //! Any text as query and documents, any truncation settings, through the real tokenizer of
-//! a test model (the encoder's pair tokenizer, or the decoder's prompt template), then batch
-//! assembly: never a panic, and every invariant the model relies on holds (pairs fit the
-//! window, the query is never cut, batches respect their budget).
+//! a test model (the encoder's pair tokenizer, the decoder's prompt template, or the late
+//! model's two towers), then batch assembly: never a panic, and every invariant the model
+//! relies on holds (pairs fit the window, the query is never cut, batches respect their
+//! budget; a late batch lays out each distinct query once and points every pair at its own).
 #![no_main]
 
 use std::path::Path;
@@ -10,8 +11,8 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use rradistill::batch::queue::select_batch;
 use rradistill::batch::BatcherConfig;
-use rradistill::model::tokenize::{PairEncoder, PairTokenizer, PromptTokenizer};
-use rradistill::model::{Manifest, Truncation, TruncationSide};
+use rradistill::model::tokenize::{PairEncoder, PairTokenizer, PromptTokenizer, TowerTokenizer};
+use rradistill::model::{towers, Manifest, PreparedPair, Truncation, TruncationSide};
 
 const WINDOW: usize = 128;
 
@@ -41,6 +42,41 @@ fn prompt() -> &'static PromptTokenizer {
     })
 }
 
+/// The late fixture's towers (its windows and prefixes, from its manifest).
+fn towers() -> &'static TowerTokenizer {
+    static TOKENIZER: OnceLock<TowerTokenizer> = OnceLock::new();
+    TOKENIZER.get_or_init(|| {
+        let dir = fixtures().join("late-mini");
+        let manifest = Manifest::load(Path::new(&dir)).expect("run `make fixtures` first");
+        let spec = manifest.towers().expect("a late manifest has towers");
+        TowerTokenizer::from_file(&dir.join("tokenizer.json"), &spec, manifest.max_sequence_length)
+            .expect("late fixture tokenizer")
+    })
+}
+
+/// A late batch as the graph gets it: every pair's query row and document row are where
+/// `query_index` says, padded and masked, and no query is laid out twice.
+fn check_tower_layout(batch: &[&PreparedPair]) {
+    let t = towers::layout(batch, 1).expect("every late pair has its query");
+    assert_eq!((t.pairs, t.query_index.len()), (batch.len(), batch.len()));
+    let mut rows: Vec<&[i64]> = Vec::new();
+    for r in 0..t.queries {
+        let row = &t.query_ids[r * t.query_width..(r + 1) * t.query_width];
+        let n = t.query_mask[r * t.query_width..(r + 1) * t.query_width].iter().sum::<i64>() as usize;
+        assert!(!rows.contains(&&row[..n]), "query row {r} laid out twice");
+        rows.push(&row[..n]);
+    }
+    for (p, pair) in batch.iter().enumerate() {
+        let r = t.query_index[p] as usize;
+        assert!(r < t.queries);
+        assert_eq!(rows[r], pair.query_ids.as_deref().unwrap());
+        let doc = &t.input_ids[p * t.document_width..(p + 1) * t.document_width];
+        let mask = &t.attention_mask[p * t.document_width..(p + 1) * t.document_width];
+        assert_eq!(&doc[..pair.input_ids.len()], &pair.input_ids[..]);
+        assert_eq!(mask.iter().sum::<i64>() as usize, pair.input_ids.len());
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {
         return;
@@ -56,29 +92,52 @@ fuzz_target!(|data: &[u8]| {
         max_document_tokens: (settings[1] > 0).then_some(settings[1] as usize),
     };
     let decoder = settings[0] & 4 == 4;
-    let (tokens, window, limit, overhead): (&dyn PairEncoder, usize, usize, usize) = if decoder {
+    let late = settings[0] & 8 == 8;
+    // `limit` and `asked` as the service applies them by default (rerank.rs); `overhead`: the
+    // tokens a pair adds to its query and document.
+    let (tokens, window, limit, overhead): (&dyn PairEncoder, usize, usize, usize) = if late {
+        let t = towers();
+        (t, t.window(), t.query_limit(t.query_window()), t.query_overhead() + t.document_overhead())
+    } else if decoder {
         let p = prompt();
         (p, p.window(), p.query_limit(p.window() / 2), p.template_tokens())
     } else {
         let t = tokenizer();
         (t, WINDOW, t.query_limit(WINDOW / 2), 3)
     };
-    let Ok(prepared_query) = tokens.prepare_query(query, window / 2) else { return };
+    let asked = if late { towers().query_window() } else { window / 2 };
+    let Ok(prepared_query) = tokens.prepare_query(query, asked) else { return };
     assert!(prepared_query.tokens() <= limit);
+    // A late batch with two queries: the last document is also asked as a query.
+    let second_query = documents
+        .last()
+        .filter(|_| late)
+        .and_then(|text| tokens.prepare_query(text, asked).ok());
     let mut lengths = Vec::new();
+    let mut pairs = Vec::new();
     for (i, document) in documents.iter().enumerate() {
-        match tokens.prepare_pair(&prepared_query, document, i, &truncation) {
+        let query = match &second_query {
+            Some(second) if i % 2 == 1 => second,
+            _ => &prepared_query,
+        };
+        match tokens.prepare_pair(query, document, i, &truncation) {
             Ok(pair) => {
-                assert!(pair.len() <= window, "pair of {} tokens over the window", pair.len());
-                if decoder {
+                assert!(pair.input_ids.len() <= window, "{} tokens over the window", pair.input_ids.len());
+                if late {
+                    let q = pair.query_ids.as_deref().expect("a late pair carries its query");
+                    assert!(q.len() <= towers().query_window(), "query row over its window");
+                    assert_eq!(q.len(), query.tokens() + towers().query_overhead());
+                    assert!(pair.type_ids.is_empty(), "a late model takes no segment ids");
+                } else if decoder {
                     assert!(pair.type_ids.is_empty(), "a decoder takes no segment ids");
                 } else {
                     assert_eq!(pair.input_ids.len(), pair.type_ids.len());
                 }
                 if let Some(cut) = truncation.max_document_tokens {
-                    assert!(pair.len() <= prepared_query.tokens() + cut + overhead);
+                    assert!(pair.len() <= query.tokens() + cut + overhead);
                 }
                 lengths.push(pair.len());
+                pairs.push(pair);
             }
             Err(error) => assert!(!truncation.enabled, "truncation enabled yet refused: {error}"),
         }
@@ -97,4 +156,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(seen.len(), chosen.len(), "an item chosen twice");
     let width = chosen.iter().map(|&i| lengths[i]).max().unwrap();
     assert!(chosen.len() == 1 || width * chosen.len() <= config.max_batch_tokens);
+    if late {
+        let batch: Vec<&PreparedPair> = chosen.iter().map(|&i| &pairs[i]).collect();
+        check_tower_layout(&batch);
+    }
 });
