@@ -1,5 +1,11 @@
 """Stage 6, export: the TCL-free student to ONNX, checked, quantized, as a model folder.
 
+Two kinds (the train config says which): RRA-BERT (encoder, below) and RRA-BERT-m (late:
+``export_late``: Platt calibration of the score on held-in teacher labels, the vocabulary
+trimmed to the served scripts, fp32 parity, static int8 on calibration batches of the
+toolkit's own text, batch independence of the served graph held to ``checks.BATCH_LIMIT``).
+The checks themselves live in ``checks``; RRA-GPT's exporter is ``export_gpt``.
+
 Steps:
 1. ``torch.onnx.export`` (TorchScript exporter, opset 17) of the encoder and its [CLS]
    head only (``train.ClsScorer``): inputs ``input_ids``, ``attention_mask``,
@@ -408,12 +414,22 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default=str(WORK_DIR / "data"))
     ap.add_argument("--prerank", default=str(WORK_DIR / "prerank.jsonl"), help="real pairs for the checks")
     ap.add_argument("--max-length", type=int, default=None, help="default: the training window")
+    ap.add_argument("--labels", default=None, help="late: the teacher's labels, for the Platt calibration")
+    ap.add_argument("--quantization", default="static", choices=["static", "dynamic", "fp32"],
+                    help="late: how the served graph is made int8 (static: batch-independent)")
+    ap.add_argument("--variants", action="store_true",
+                    help="late: also write the fp32 and both int8 graphs as folders under STUDENT/onnx/variants")
     ap.add_argument("--name", default="rra-bert-mini")
     ap.add_argument("--version", default=time.strftime("%Y.%m.%d"))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    export(args.student, args.out, args.precision, args.data, args.prerank, args.max_length, args.name, args.version,
-           threads=args.threads)
+    cfg = json.load(open(os.path.join(args.student, "train_config.json")))
+    if cfg.get("student") == "late":
+        export_late(args.student, args.out, args.quantization, args.data, args.prerank, args.labels, args.name,
+                    args.version, threads=args.threads, variants=args.variants)
+    else:
+        export(args.student, args.out, args.precision, args.data, args.prerank, args.max_length, args.name,
+               args.version, threads=args.threads)
     print(f"export: wrote {args.out}")
 
 

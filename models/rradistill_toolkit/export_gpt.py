@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from . import gpt
+from .students import decoder as gpt
 from .common import WORK_DIR, write_json
 from .export import PARITY_LIMIT, REFERENCE_PAIRS, real_pairs, spearman
 

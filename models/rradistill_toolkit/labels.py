@@ -163,6 +163,7 @@ def main(argv=None) -> None:
     ap.add_argument("--split", default="train", choices=["train", "test", "all"])
     ap.add_argument("--limit", type=int, default=0, help="label at most N queries (0: all)")
     ap.add_argument("--sample", type=int, default=0, help="label a seeded random sample of N queries")
+    ap.add_argument("--lang", default=None, choices=["en", "ko"], help="only queries in this language")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--base-url", default=None)
     ap.add_argument("--model", default=None)
@@ -182,6 +183,8 @@ def main(argv=None) -> None:
     set_threads(args.threads)
     corpus = load_corpus(os.path.join(args.data, "corpus.jsonl"))
     queries = load_queries(os.path.join(args.data, "queries.jsonl"), args.split)
+    if args.lang:
+        queries = [q for q in queries if q["lang"] == args.lang]
     if args.sample:
         import random
 

@@ -26,6 +26,7 @@ Usage: python -m rradistill_toolkit.ood --student rra-bert-m=models/rra-bert-m \
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -115,6 +116,61 @@ def service_ranker(url: str, model: str | None, timeout: float = 30.0, api_key: 
     return rank
 
 
+@contextlib.contextmanager
+def serving(binary: str, models: dict[str, str], ort_lib: str | None = None, timeout: float = 180.0):
+    """The release binary serving ``models`` (name -> folder) on a free loopback port; yields
+    its base URL; stopped with SIGTERM (it drains and exits) afterwards."""
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    if not os.path.exists(binary):
+        raise SystemExit(f"ood: {binary} does not exist: build it first (cargo build --release --bin rradistill)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        grpc_port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = [f'default = "{next(iter(models))}"']
+        for name, folder in models.items():
+            lines += ["[[model]]", f'name = "{name}"', f'path = "{os.path.abspath(folder)}"', ""]
+        models_file = os.path.join(tmp, "models.toml")
+        with open(models_file, "w") as f:
+            f.write("\n".join(lines))
+        ort_lib = ort_lib or os.environ.get("ORT_DYLIB_PATH") or str(
+            MODELS_DIR.parent / ".runtime/onnxruntime/libonnxruntime.so.1.32.0")
+        log = open(os.path.join(tmp, "service.log"), "wb")
+        proc = subprocess.Popen([binary, "--models-file", models_file, "--ort-dylib-path", ort_lib, "--host", "127.0.0.1",
+                                 "--port", str(port), "--grpc-port", str(grpc_port), "--cache-capacity", "0"],
+                                stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise SystemExit(f"ood: the service exited at start-up: {open(log.name).read()[-2000:]}")
+                try:
+                    with urllib.request.urlopen(base + "/ready", timeout=1) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("ood: the service was not ready in time")
+                time.sleep(0.5)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+
 def teacher_ranker(spec: str, threads: int = 2):
     from .scorers import make_scorer
 
@@ -173,6 +229,9 @@ def main(argv=None) -> None:
     ap.add_argument("--student", nargs="*", metavar="NAME=FOLDER", default=[])
     ap.add_argument("--service", default=None, help="base URL of a running rradistill service")
     ap.add_argument("--service-model", nargs="*", default=[], help="models to ask the service for")
+    ap.add_argument("--service-binary", default=None,
+                    help="start this rradistill binary on loopback serving the --serve folders, and rank through it")
+    ap.add_argument("--serve", nargs="*", metavar="NAME=FOLDER", default=[])
     ap.add_argument("--teacher", nargs="*", default=["e5"], help="scorer specs to rank with as teachers")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(WORK_DIR / "ood.json"))
@@ -184,7 +243,14 @@ def main(argv=None) -> None:
         key = os.environ.get("API_KEY", "").split(",")[0] or None
         for m in args.service_model or [None]:
             rankers[f"service:{m or 'default'}"] = service_ranker(args.service, m, api_key=key)
-    result = run(rankers)
+    served = parse_named(args.serve)
+    with contextlib.ExitStack() as stack:
+        if args.service_binary and served:
+            base = stack.enter_context(serving(args.service_binary, served))
+            for name in served:  # through the service, under the names it serves them by
+                rankers[name] = service_ranker(base, name)
+        result = run(rankers)
+    result["through_service"] = sorted(served) if args.service_binary else []
     write_json(args.out, result)
     print(table(result))
     print(f"ood: wrote {args.out}", file=sys.stderr)

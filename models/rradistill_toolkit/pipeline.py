@@ -1,60 +1,61 @@
-"""The whole chain, as run for the reference models ``models/rra-bert-mini`` and (``--student
-gpt``) ``models/rra-gpt-mini``.
+"""The whole chain, as run for the reference models: one command reproduces each.
 
-Runs each stage's own command in order; a stage whose output already exists is skipped
-(and the label and train stages resume inside), so an interrupted run is continued by
-running the same command again. Heavy stages run under ``nice``.
+``python -m rradistill_toolkit.pipeline`` (in ``models/``) makes ``models/rra-bert-m`` and its
+TCL-free twin ``models/rra-bert-m-no-tcl``; ``--student gpt`` makes ``models/rra-gpt-mini``.
+Each stage is its own command, run in order under ``nice``; a stage whose output exists is
+skipped, and the label and train stages resume inside, so an interrupted run continues when
+the same command is run again. The defaults are the committed run's settings.
 
-Reference configuration (the one the committed model card reports):
-  data       all sources; at most 900 man-page and 400 library-reference queries; 10% of
-             queries held out per source (30% of the Korean FAQ)
-  firststage BM25, 50 candidates;  prerank all-MiniLM-L6-v2 bi-encoder, top 10 + bottom 10
-  labels     held-out queries: every candidate teacher (all-mpnet-base-v2, all-MiniLM-L6-v2,
-             multilingual-e5-small, committees of them with BM25, and SmolLM2-135M-Instruct
-             served on loopback on a 30-query sample), to compare them against ground truth;
-             training queries: ``--teacher`` (default ``scorer:e5``, multilingual-e5-small, the
-             best teacher measured: NDCG@10 0.558 on held-out ground truth) on every training
-             query (1199)
-  train      RRA-BERT with TCL, and the ablation without, same settings: two passes over
-             the training queries (one query a step), each step on 10 of its 20 candidates (the
-             5 the teacher ranked + 5 random others), learning rate 1e-4 (encoder) / 1e-3 (heads
-             and the re-initialised [CLS] pooler), window 256 pieces (it holds the whole pair for
-             a third of the English training pairs, 13% at 128); about 70 minutes per student
-             one after the other with 2 threads on 2 shared CPU cores (the committed run trained
-             both at once, one thread each: about 100 minutes, 1.35x the pairs per second)
-  export     int8 ONNX model folder (the TCL student) + the ablation to the work folder
-  evaluate   ground truth and teacher fidelity, per language, ms/pair; card and plot
+RRA-BERT-m (the default):
 
-``--student gpt`` (RRA-GPT) shares the stages up to the training labels (its default teacher is
-the mpnet+minilm+bm25 committee, the one its CPU runs learned from), then:
-  rationales the extractive explainer (``--explainer``; an LLM endpoint with ``openai``), one
-             rationale per ranked document and one hard negative a query
-  train_gpt  SmolLM2-135M-Instruct cut to 6 blocks, L_rank + 0.5 L_cls + 0.25 L_reason, and the
-             ablation with alpha = beta = 0, same settings: one pass (one query a step, 8 of its
-             candidates), window 160, learning rate 3e-4 (decoder) / 1e-3 (ranking layer)
-  export     int8 ONNX folder + the ablation to the work folder
-  evaluate   the reference teacher's held-out labels; RRA-GPT beside the committed RRA-BERT, BM25
-             and the ablation; card
+  data        every source (``data``'s defaults: 11.6k queries, 31% Korean), 10% held out
+  firststage  BM25 with Kiwi's Korean morphemes (``--compare`` records the token choice)
+  prerank     the first stage's own order (language-neutral; the production case: the
+              existing ranking), top 10 + bottom 10
+  teachers    the candidate teachers on the held-out queries (e5 on all; mpnet, MiniLM and
+              committees on a sample of the English ones) and on the out-of-domain dev sets
+              (``ood``), so the choice is made on both
+  labels      the chosen teacher (``--teacher``, default ``scorer:e5``) on every query
+  train       RRA-BERT-m with the TCL and the ablation without it, same settings: towers from
+              multilingual-e5-small with the embeddings and first 6 layers kept as they were,
+              one query a step on 8 of its candidates, ``--train-queries`` queries, window 256
+              (documents) / 160 (queries), bf16 autocast where the CPU has it
+  export      calibrated (Platt), vocabulary trimmed to the served scripts, static int8
+              (the fp32 and dynamic-int8 variants kept in the work folder for comparison)
+  evaluate    held-out queries per language and per source, against ground truth and the
+              teacher, beside BM25, the teacher, the ablation, the int8 variants and the
+              previous version (rra-bert-mini 0.5.0, taken from the git history)
+  ood         the dev sets through the running service (the release binary, on loopback)
+  loso        leave-one-source-out: each family held out of a reduced training run
+  cost        ``benches/students.py``: ms per pair side by side with the previous version
+  ship        the rule fixed before the run (``ship_decision``): the new version ships only
+              if it beats the previous one out-of-domain in both languages without losing
+              in-domain (held-out NDCG@10 not lower, paired interval)
+  card        ``card``: README.md from the folder's own artefacts
 
-Usage: python -m rradistill_toolkit.pipeline [--student bert|gpt] [--work models/work] [--out FOLDER]
-       [--teacher scorer:e5] [--train-queries 0 (all)] [--epochs N] [--train-steps 0 (no cap)]
-       [--skip-llm]
-Set RRADISTILL_TEACHER_BASE_URL/_MODEL/_API_KEY and pass ``--teacher openai`` to label the
-training queries with a strong LLM behind an endpoint instead.
+RRA-GPT (``--student gpt``): labels from ``--teacher``, extractive rationales, RRA-GPT and its
+alpha = beta = 0 ablation (``train --student decoder``), exports, evaluation beside the
+default student, card.
+
+Usage: python -m rradistill_toolkit.pipeline [--student late|gpt] [--work models/work]
+       [--teacher scorer:e5] [--train-queries 4000] [--skip-loso]
+Set RRADISTILL_TEACHER_BASE_URL/_MODEL/_API_KEY and pass ``--teacher openai`` to label with a
+strong LLM behind an endpoint instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 
-from .common import MODELS_DIR, WORK_DIR
+from .common import MODELS_DIR, REPO_ROOT, WORK_DIR
 
-TEST_TEACHERS = ["scorer:mpnet", "scorer:minilm", "scorer:e5", "scorer:committee:mpnet+e5",
-                 "scorer:committee:mpnet+bm25", "scorer:committee:minilm+bm25", "scorer:committee:mpnet+minilm+bm25",
-                 "scorer:committee:mpnet+e5+bm25", "scorer:committee:mpnet+minilm+e5+bm25"]
+PREVIOUS = ("6d44dba", "models/rra-bert-mini", "rra-bert-mini 0.5.0")
+TEACHER_CANDIDATES_EN = ["scorer:mpnet", "scorer:minilm", "scorer:committee:e5+mpnet",
+                         "scorer:committee:e5+mpnet+minilm", "scorer:committee:e5+bm25"]
 
 
 def slug(teacher: str) -> str:
@@ -62,122 +63,148 @@ def slug(teacher: str) -> str:
         {"local-llm": "smollm2", "openai": "openai"}.get(teacher, teacher)
 
 
-def run(args: list[str], skip_if: str | None = None) -> None:
+def run(args: list[str], skip_if: str | None = None, module: bool = True) -> None:
     if skip_if and os.path.exists(skip_if):
         print(f"pipeline: {skip_if} exists, skipping {args[0]}", file=sys.stderr)
         return
-    cmd = ["nice", "-n", "10", sys.executable, "-m", f"rradistill_toolkit.{args[0]}", *args[1:]]
+    cmd = ["nice", "-n", "10", sys.executable, *(["-m", f"rradistill_toolkit.{args[0]}"] if module else [args[0]]),
+           *args[1:]]
     print("pipeline: " + " ".join(cmd), file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True, cwd=MODELS_DIR, env=dict(os.environ, HF_HUB_OFFLINE="1"))
 
 
-DEFAULTS = {  # per student: the committed run's settings
-    "bert": {"out": "rra-bert-mini", "teacher": "scorer:e5", "epochs": 2, "max_length": 256, "candidates": 10,
-             "lr": 1e-4, "version": "0.5.0"},
-    "gpt": {"out": "rra-gpt-mini", "teacher": "scorer:committee:mpnet+minilm+bm25", "epochs": 1, "max_length": 160,
-            "candidates": 8, "lr": 3e-4, "version": "0.2.0"},
-}
+def previous_version(work: str) -> str:
+    """The previous default student, unpacked from the git history into the work folder."""
+    commit, path, _ = PREVIOUS
+    dest = os.path.join(work, "previous", os.path.basename(path))
+    if not os.path.exists(os.path.join(dest, "model.onnx")):
+        os.makedirs(dest, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", commit, path], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "--strip-components", str(path.count("/") + 1), "-C", dest],
+                       input=archive, check=True)
+    return dest
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Run the whole distillation pipeline.")
-    ap.add_argument("--student", default="bert", choices=sorted(DEFAULTS),
-                    help="bert: RRA-BERT (rra-bert-mini); gpt: RRA-GPT (rra-gpt-mini), evaluated beside --bert-model")
-    ap.add_argument("--work", default=str(WORK_DIR))
-    ap.add_argument("--out", default=None, help="the model folder to write (default: models/rra-bert-mini or rra-gpt-mini)")
-    ap.add_argument("--teacher", default=None,
-                    help="the teacher that labels the training queries (default: bert scorer:e5, "
-                         "gpt scorer:committee:mpnet+minilm+bm25)")
-    ap.add_argument("--train-queries", type=int, default=0, help="label a sample of N training queries (0: all)")
-    ap.add_argument("--max-length", type=int, default=None, help="training window (default: bert 256, gpt 160)")
-    ap.add_argument("--epochs", type=int, default=None, help="passes over the training queries (default: bert 2, gpt 1)")
-    ap.add_argument("--train-steps", type=int, default=0, help="cap on training steps, one query each (0: --epochs passes)")
-    ap.add_argument("--candidates", type=int, default=None, help="candidates per query and training step (bert 10, gpt 8)")
-    ap.add_argument("--lr", type=float, default=None, help="encoder / decoder learning rate (bert 1e-4, gpt 3e-4)")
-    ap.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the heads (and BERT's re-initialised pooler)")
-    ap.add_argument("--llm-sample", type=int, default=30)
-    ap.add_argument("--skip-llm", action="store_true", help="don't measure the local LLM teacher")
-    ap.add_argument("--layers", type=int, default=6, help="gpt: decoder blocks kept")
-    ap.add_argument("--alpha", type=float, default=0.5, help="gpt: weight of L_cls")
-    ap.add_argument("--beta", type=float, default=0.25, help="gpt: weight of L_reason")
-    ap.add_argument("--explainer", default="extractive", help="gpt: the rationale stage's --teacher")
-    ap.add_argument("--bert-model", default=str(MODELS_DIR / "rra-bert-mini"), help="gpt: the RRA-BERT to compare with")
-    ap.add_argument("--version", default=None)
-    a = ap.parse_args(argv)
-    for k, v in DEFAULTS[a.student].items():
-        if getattr(a, k) is None:
-            setattr(a, k, str(MODELS_DIR / v) if k == "out" else v)
+def ship_decision(ood_now: dict, ood_prev: dict, comparison: dict, now: str, prev: str) -> dict:
+    """The rule, fixed before the run: ship ``now`` only if its out-of-domain MRR beats
+    ``prev``'s in BOTH languages and its held-out NDCG@10 is not lower (the paired interval of
+    now minus prev does not lie wholly below zero)."""
+    checks = {}
+    for lang in ("en", "ko"):
+        a = ood_now["sets"][lang]["rankers"][now]["MRR"]
+        b = ood_prev["sets"][lang]["rankers"][prev]["MRR"]
+        checks[f"ood_{lang}"] = {"now": a, "previous": b, "ok": a > b}
+    lo = comparison["ci95"][1]
+    checks["in_domain"] = {"mean_difference": comparison["mean_difference"], "ci95": comparison["ci95"], "ok": lo >= 0}
+    return {"rule": "beats the previous version out-of-domain (MRR, both languages) without losing in-domain "
+                    "(held-out NDCG@10: the paired 95% interval of new minus previous is not wholly below 0)",
+            "checks": checks, "ship": all(c["ok"] for c in checks.values())}
+
+
+def late(a) -> None:
     w = a.work
     data, cands, pre, lab = f"{w}/data", f"{w}/candidates.jsonl", f"{w}/prerank.jsonl", f"{w}/labels"
-    run(["assets", "--text", "--minilm", "--smollm2", "--mpnet"])
-    run(["data", "--out", data, "--max-queries", "man=900", "python-lib=400"], skip_if=f"{data}/queries.jsonl")
-    run(["firststage", "--data", data, "--out", cands], skip_if=cands)
-    run(["prerank", "--data", data, "--candidates", cands, "--out", pre], skip_if=pre)
+    run(["assets", "--text", "--minilm", "--mpnet"])
+    run(["data", "--out", data], skip_if=f"{data}/queries.jsonl")
+    run(["firststage", "--data", data, "--out", cands, "--compare"], skip_if=cands)
+    run(["prerank", "--data", data, "--candidates", cands, "--out", pre, "--scorer", "bm25"], skip_if=pre)
     common = ["--data", data, "--prerank", pre, "--cache-dir", f"{w}/cache"]
-    train_labels = f"{lab}/{slug(a.teacher)}.train.jsonl"
-    run(["labels", *common, "--teacher", a.teacher, "--split", "train", "--sample", str(a.train_queries),
-         "--out", train_labels])
-    (gpt if a.student == "gpt" else bert)(a, data, pre, common, train_labels)
+    teacher_labels = f"{lab}/{slug(a.teacher)}.all.jsonl"
+    run(["labels", *common, "--teacher", a.teacher, "--split", "all", "--out", teacher_labels])
+    test_labels = {slug(a.teacher): teacher_labels}
+    for t in TEACHER_CANDIDATES_EN if not a.skip_teacher_comparison else []:
+        test_labels[slug(t)] = f"{lab}/{slug(t)}.test-en-sample.jsonl"
+        run(["labels", *common, "--teacher", t, "--split", "test", "--lang", "en", "--sample",
+             str(a.teacher_sample), "--out", test_labels[slug(t)]])
+    run(["ood", "--student", "--teacher", "e5", "mpnet", "minilm", "--out", f"{w}/ood-teachers.json"],
+        skip_if=f"{w}/ood-teachers.json")
 
-
-def bert(a, data: str, pre: str, common: list[str], train_labels: str) -> None:
-    w, lab = a.work, f"{a.work}/labels"
-    test_labels = {}
-    for t in TEST_TEACHERS + ([] if a.teacher in TEST_TEACHERS else [a.teacher]):
-        test_labels[slug(t)] = f"{lab}/{slug(t)}.test.jsonl"
-        run(["labels", *common, "--teacher", t, "--split", "test", "--out", test_labels[slug(t)]])
-    if not a.skip_llm:
-        test_labels["smollm2"] = f"{lab}/smollm2.test.jsonl"
-        run(["labels", *common, "--teacher", "local-llm", "--split", "test", "--sample", str(a.llm_sample),
-             "--workers", "1", "--max-tokens", "80", "--out", test_labels["smollm2"]])
     students = {}
-    for name, extra in (("rra-bert", []), ("rra-bert-no-tcl", ["--no-tcl"])):
+    for name, extra in (("rra-bert-m", []), ("rra-bert-m-no-tcl", ["--no-tcl"])):
         out = f"{w}/students/{name}"
-        run(["train", "--data", data, "--labels", train_labels, "--out", out, "--max-length", str(a.max_length),
-             "--epochs", str(a.epochs), "--max-steps", str(a.train_steps), "--candidates", str(a.candidates),
+        run(["train", "--student", "late", "--data", data, "--labels", teacher_labels, "--out", out,
+             "--max-queries", str(a.train_queries), "--freeze-layers", str(a.freeze_layers),
              "--lr", str(a.lr), "--head-lr", str(a.head_lr), "--threads", "2", *extra],
             skip_if=f"{out}/train_config.json")
         students[name] = out
-    run(["export", "--student", students["rra-bert"], "--out", a.out, "--data", data, "--prerank", pre,
-         "--version", a.version])
-    ablation = f"{w}/export/rra-bert-no-tcl"
-    run(["export", "--student", students["rra-bert-no-tcl"], "--out", ablation, "--data", data, "--prerank", pre,
-         "--name", "rra-bert-mini-no-tcl", "--version", a.version])
-    ref = slug(a.teacher)
-    label_args = [f"{k}={v}" for k, v in test_labels.items()]
-    run(["evaluate", "--data", data, "--prerank", pre, "--labels", *label_args, "--reference", ref,
-         "--student", f"RRA-BERT={a.out}", f"RRA-BERT-no-TCL={ablation}", "--out", f"{w}/eval"])
-    if "smollm2" in test_labels:
-        run(["evaluate", "--data", data, "--prerank", pre, "--labels", *label_args, "--reference", ref,
-             "--common-queries", "--student", f"RRA-BERT={a.out}", f"RRA-BERT-no-TCL={ablation}",
-             "--out", f"{w}/eval-llm-sample"])
-    run(["card", "--work", w, "--model", a.out, "--teacher", a.teacher, "--train-labels", train_labels])
+    outs = {"rra-bert-m": a.out, "rra-bert-m-no-tcl": a.out + "-no-tcl"}
+    for name, student in students.items():
+        run(["export", "--student", student, "--out", outs[name], "--data", data, "--prerank", pre,
+             "--labels", teacher_labels, "--name", name, "--version", a.version,
+             *(["--variants"] if name == "rra-bert-m" else [])],
+            skip_if=f"{outs[name]}/export_report.json")
+    prev = previous_version(w)
+    variants = f"{students['rra-bert-m']}/onnx/variants"
+    run(["evaluate", "--data", data, "--prerank", pre, "--labels", *[f"{k}={v}" for k, v in test_labels.items()],
+         "--reference", slug(a.teacher), "--student", f"rra-bert-m={outs['rra-bert-m']}",
+         f"rra-bert-m-no-tcl={outs['rra-bert-m-no-tcl']}", f"rra-bert-m-fp32={variants}/fp32",
+         f"rra-bert-m-int8-dynamic={variants}/dynamic", f"{PREVIOUS[2].replace(' ', '-')}={prev}",
+         "--out", f"{w}/eval"], skip_if=f"{w}/eval/eval.json")
+    run(["ood", "--service-binary", str(REPO_ROOT / "target/release/rradistill"),
+         "--serve", f"rra-bert-m={outs['rra-bert-m']}", f"rra-bert-m-no-tcl={outs['rra-bert-m-no-tcl']}",
+         f"rra-bert-mini-0.5.0={prev}", "--teacher", "e5", "--out", f"{w}/ood.json"], skip_if=f"{w}/ood.json")
+    if not a.skip_loso:
+        run(["loso", "--data", data, "--labels", teacher_labels, "--prerank", pre, "--out", f"{w}/loso",
+             "--max-queries", str(a.loso_queries), "--freeze-layers", str(a.freeze_layers), "--lr", str(a.lr),
+             "--head-lr", str(a.head_lr)])
+    run([str(REPO_ROOT / "benches" / "students.py"), "--model", f"rra-bert-mini-0.5.0={prev}",
+         "--model", f"rra-bert-m={outs['rra-bert-m']}", "--pairs", "ood", "heldout", "--json", f"{w}/cost.json"],
+        skip_if=f"{w}/cost.json", module=False)
+    run(["card", "--work", w, "--model", outs["rra-bert-m"], "--ablation", outs["rra-bert-m-no-tcl"],
+         "--teacher", a.teacher, "--previous", PREVIOUS[2]])
 
 
-def gpt(a, data: str, pre: str, common: list[str], train_labels: str) -> None:
-    w, ref = a.work, slug(a.teacher)
-    test_labels = f"{w}/labels/{ref}.test.jsonl"
-    run(["labels", *common, "--teacher", a.teacher, "--split", "test", "--out", test_labels])
-    run(["rationales", "--data", data, "--labels", train_labels, "--teacher", a.explainer, "--negatives", "1"])
+def gpt(a) -> None:
+    w = a.work
+    data, pre = f"{w}/data", f"{w}/prerank.jsonl"
+    teacher_labels = f"{w}/labels/{slug(a.teacher)}.all.jsonl"
+    run(["rationales", "--data", data, "--labels", teacher_labels, "--teacher", a.explainer, "--negatives", "1"])
     students = {"rra-gpt": ["--alpha", str(a.alpha), "--beta", str(a.beta)],
                 "rra-gpt-rank-only": ["--alpha", "0", "--beta", "0"]}
     for name, extra in students.items():
         out = f"{w}/students/{name}"
-        run(["train_gpt", "--data", data, "--labels", train_labels, "--out", out, "--layers", str(a.layers),
-             "--max-length", str(a.max_length), "--docs-per-query", str(a.candidates), "--epochs", str(a.epochs),
-             "--max-steps", str(a.train_steps), "--lr", str(a.lr), "--head-lr", str(a.head_lr), "--threads", "2",
-             *extra], skip_if=f"{out}/train_config.json")
+        run(["train", "--student", "decoder", "--data", data, "--labels", teacher_labels, "--out", out,
+             "--layers", str(a.layers), "--max-length", "160", "--candidates", "8", "--epochs", str(a.epochs),
+             "--lr", "3e-4", "--head-lr", "1e-3", "--threads", "2", *extra], skip_if=f"{out}/train_config.json")
     ablation = f"{w}/export/rra-gpt-rank-only"
-    run(["export_gpt", "--student", f"{w}/students/rra-gpt", "--out", a.out, "--data", data, "--prerank", pre,
-         "--version", a.version])
+    out = str(MODELS_DIR / "rra-gpt-mini")
+    run(["export_gpt", "--student", f"{w}/students/rra-gpt", "--out", out, "--data", data, "--prerank", pre,
+         "--version", a.gpt_version])
     run(["export_gpt", "--student", f"{w}/students/rra-gpt-rank-only", "--out", ablation, "--data", data,
-         "--prerank", pre, "--name", "rra-gpt-mini-rank-only", "--version", a.version])
-    run(["evaluate", "--data", data, "--prerank", pre, "--labels", f"{ref}={test_labels}", "--reference", ref,
-         "--student", f"RRA-BERT={a.bert_model}", f"RRA-GPT={a.out}", f"RRA-GPT-rank-only={ablation}",
-         "--out", f"{w}/eval-gpt"])
-    run(["card_gpt", "--model", a.out, "--student", f"{w}/students/rra-gpt", "--eval", f"{w}/eval-gpt",
+         "--prerank", pre, "--name", "rra-gpt-mini-rank-only", "--version", a.gpt_version])
+    run(["evaluate", "--data", data, "--prerank", pre, "--labels", f"{slug(a.teacher)}={teacher_labels}",
+         "--reference", slug(a.teacher), "--student", f"rra-bert-m={a.out}", f"RRA-GPT={out}",
+         f"RRA-GPT-rank-only={ablation}", "--out", f"{w}/eval-gpt"])
+    run(["card_gpt", "--model", out, "--student", f"{w}/students/rra-gpt", "--eval", f"{w}/eval-gpt",
          "--ablation-student", f"{w}/students/rra-gpt-rank-only",
          "--reproduce", "python -m rradistill_toolkit.pipeline --student gpt"])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Run the whole distillation pipeline.")
+    ap.add_argument("--student", default="late", choices=["late", "gpt"])
+    ap.add_argument("--work", default=str(WORK_DIR))
+    ap.add_argument("--out", default=str(MODELS_DIR / "rra-bert-m"), help="the RRA-BERT-m folder to write")
+    ap.add_argument("--teacher", default="scorer:e5", help="the teacher that labels every query")
+    ap.add_argument("--teacher-sample", type=int, default=200,
+                    help="held-out English queries the other candidate teachers label")
+    ap.add_argument("--skip-teacher-comparison", action="store_true")
+    ap.add_argument("--train-queries", type=int, default=4000, help="training queries per student (0: all)")
+    ap.add_argument("--freeze-layers", type=int, default=6)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--head-lr", type=float, default=5e-4)
+    ap.add_argument("--loso-queries", type=int, default=1000, help="training queries of each leave-one-out run")
+    ap.add_argument("--skip-loso", action="store_true")
+    ap.add_argument("--version", default="0.6.0")
+    ap.add_argument("--layers", type=int, default=6, help="gpt: decoder blocks kept")
+    ap.add_argument("--alpha", type=float, default=0.5, help="gpt: weight of L_cls")
+    ap.add_argument("--beta", type=float, default=0.25, help="gpt: weight of L_reason")
+    ap.add_argument("--epochs", type=int, default=1, help="gpt: passes over the training queries")
+    ap.add_argument("--explainer", default="extractive", help="gpt: the rationale stage's --teacher")
+    ap.add_argument("--gpt-version", default="0.2.0")
+    a = ap.parse_args(argv)
+    (gpt if a.student == "gpt" else late)(a)
 
 
 if __name__ == "__main__":

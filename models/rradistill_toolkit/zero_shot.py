@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from . import gpt
+from .students import decoder as gpt
 from .common import WORK_DIR, load_corpus, load_queries, read_jsonl, set_threads, write_json
 from .evaluate import by_score
 from .metrics import ndcg_at_k

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from rradistill_toolkit import gpt
+from rradistill_toolkit.students import decoder as gpt
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SMOKE_OUT = REPO / "target" / "fixtures" / "smoke-decoder"
@@ -69,7 +69,7 @@ def tiny_model(vocab, tie=False, seed=3):
 
 
 def grads(model, encoder, alpha, beta):
-    from rradistill_toolkit.train_gpt import build_sequences, gpt_loss
+    from rradistill_toolkit.students.decoder import build_sequences, gpt_loss
 
     docs = ["Use dpkg -i with the .deb file.", "The release cycle is two years.", "apt-get install works offline.",
             "Tuples are immutable."]
@@ -190,7 +190,7 @@ def test_exported_graph_has_no_lm_head_and_ignores_padding(encoder, tmp_path):
 
 
 def test_rra_gpt_stages_on_a_tiny_slice(tiny_pipeline, smollm2_tokenizer, tmp_path):
-    from rradistill_toolkit import evaluate, export_gpt, labels, rationales, train_gpt
+    from rradistill_toolkit import evaluate, export_gpt, labels, rationales, train
     from rradistill_toolkit.common import read_jsonl
 
     work = tiny_pipeline
@@ -208,12 +208,12 @@ def test_rra_gpt_stages_on_a_tiny_slice(tiny_pipeline, smollm2_tokenizer, tmp_pa
     assert sum(len(r["rationales"]) for r in read_jsonl(rat)) >= 4
 
     student = tmp_path / "student"
-    argv = ["--data", data, "--labels", lab, "--rationales", str(rat), "--out", str(student), "--init", "tiny",
+    argv = ["--student", "decoder", "--data", data, "--labels", lab, "--rationales", str(rat), "--out", str(student), "--init", "tiny",
             "--tokenizer", str(smollm2_tokenizer), "--max-queries", "4", "--docs-per-query", "4",
             "--max-length", "96", "--alpha", "0.5", "--beta", "0.5", "--save-every", "2"]
-    cfg = train_gpt.train(train_gpt.build_parser().parse_args(argv + ["--max-steps", "2"]))
+    cfg = train.train(train.build_parser().parse_args(argv + ["--max-steps", "2"]))
     assert cfg["steps"] == 2 and cfg["rationales_used"] >= 4 and (student / "checkpoint.pt").exists()
-    cfg = train_gpt.train(train_gpt.build_parser().parse_args(argv + ["--max-steps", "3"]))  # resumes at 2
+    cfg = train.train(train.build_parser().parse_args(argv + ["--max-steps", "3"]))  # resumes at 2
     log = read_jsonl(student / "train_log.jsonl")
     assert [r["step"] for r in log] == [1, 2, 3]
     assert all(np.isfinite(r["loss"]) and {"rank", "cls"} <= set(r) for r in log)

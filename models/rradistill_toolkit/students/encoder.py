@@ -218,7 +218,8 @@ class Student:
         body = [p for n, p in model.named_parameters() if not _is_head(n)]
         return [{"params": body, "lr": self.args.lr}, {"params": head, "lr": self.args.head_lr}]
 
-    def encode(self, groups: list[tuple[str, list[str]]]) -> dict:
+    def encode(self, items: list[dict], picks: list[list[int]]) -> dict:
+        groups = [(it["query"], [it["docs"][j] for j in pk]) for it, pk in zip(items, picks)]
         batches = [encode_pairs(self.tok, q, docs, with_selection=not self.args.no_tcl) for q, docs in groups]
         return {k: _cat_padded([b[k] for b in batches]) for k in batches[0]}
 

@@ -200,7 +200,8 @@ class Student:
         body = [p for n, p in named if not is_head(n)]
         return [{"params": body, "lr": self.args.lr}, {"params": head, "lr": self.args.head_lr}]
 
-    def encode(self, groups: list[tuple[str, list[str]]]) -> dict:
+    def encode(self, items: list[dict], picks: list[list[int]]) -> dict:
+        groups = [(it["query"], [it["docs"][j] for j in pk]) for it, pk in zip(items, picks)]
         return self.tok.feed_many(groups, with_selection=not self.args.no_tcl)
 
     def loss(self, model, batch: dict, gains: torch.Tensor, n_queries: int):

@@ -27,6 +27,8 @@ and the Rust service's decoder ranker.
   raw logit gathered at position ``sum(mask) - 1``. No LM head, no decoding. Written out by
   hand because the TorchScript exporter cannot trace transformers' mask helpers; the
   export stage checks it against the HF forward.
+- Training hooks (``Student``) for the shared loop (``train.py --student decoder``): the
+  joint loss ``L_rank + alpha * L_cls + beta * L_reason`` in one forward pass.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ import pathlib
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from ..losses import LOSSES
 
 PROMPT_TEMPLATE = ("<|im_start|>user\nQuery: {query}\nDocument: {document}\n"
                    "Is the document relevant to the query? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n")
@@ -318,3 +323,195 @@ def load_student(out_dir) -> RRAGpt:
     model = RRAGpt(lm)
     model.rank_head.load_state_dict(torch.load(os.path.join(out_dir, "rank_head.pt")))
     return model.eval()
+
+
+# --- training hooks (the shared loop is train.py) ---------------------------------------------
+# Loss ``L = L_rank + alpha * L_cls + beta * L_reason`` (method.md section 3):
+# - ``L_rank``: the listwise loss of RRA-BERT (``losses``) over each query's candidates, on the
+#   ranking layer's scores;
+# - ``L_cls``: the LM's cross-entropy on the relevance word right after the prompt: ``yes`` for a
+#   document the teacher ranked, ``no`` otherwise;
+# - ``L_reason``: the LM's cross-entropy on the teacher's rationale (stage 4b, ``rationales``),
+#   teacher-forced after the relevance word: ``prompt yes\n<rationale><|im_end|>``.
+# One forward pass serves all three: with causal attention the tokens appended after the prompt
+# cannot change the hidden state the ranking layer reads, so the score trained is the score
+# served. The LM head runs only on the positions that carry a target; with ``--alpha 0
+# --beta 0`` (the ablation) it does not run at all.
+
+KIND = "decoder"
+
+MAX_RATIONALE_TOKENS = 64
+
+
+def build_sequences(enc: PromptEncoder, query: str, docs: list[str], relevant: list[bool],
+                    rationales: list[str | None], with_answer: bool, with_reason: bool):
+    """Right-padded tensors for one query's candidates, and the LM targets.
+
+    Returns dict: input_ids, attention_mask [N, S]; score_at [N] (last prompt token);
+    answer [N] (the yes/no id, predicted at score_at); reason_labels [N, S] (the token each
+    position must predict on rationale spans, -100 elsewhere)."""
+    yes, no = enc.word_id(YES), enc.word_id(NO)
+    end = enc.enc(END_OF_TURN)
+    rows, score_at, answer, spans = [], [], [], []
+    for doc, rel, why in zip(docs, relevant, rationales):
+        ids = enc.encode(query, doc)
+        score_at.append(len(ids) - 1)
+        word = yes if rel else no
+        answer.append(word)
+        span = None
+        if with_answer or with_reason:
+            ids = ids + [word]
+        if with_reason and why:
+            tail = enc.enc(RATIONALE_SEPARATOR + why)[:MAX_RATIONALE_TOKENS] + end
+            span = (len(ids) - 1, len(ids) - 1 + len(tail))  # positions predicting the tail
+            ids = ids + tail
+        rows.append(ids)
+        spans.append(span)
+    feed = enc.pad(rows)
+    labels = torch.full(feed["input_ids"].shape, -100, dtype=torch.long)
+    ids_t = torch.from_numpy(feed["input_ids"])
+    for r, span in enumerate(spans):
+        if span:
+            a, b = span
+            labels[r, a:b] = ids_t[r, a + 1: b + 1]
+    return {"input_ids": ids_t, "attention_mask": torch.from_numpy(feed["attention_mask"]),
+            "score_at": torch.tensor(score_at), "answer": torch.tensor(answer), "reason_labels": labels}
+
+
+def gpt_loss(model: RRAGpt, batch: dict, gains: torch.Tensor, n_queries: int, alpha: float, beta: float,
+             loss_name: str = "listwise"):
+    """``L_rank + alpha * L_cls + beta * L_reason`` and its parts (floats)."""
+    out = model.lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    hidden = out.last_hidden_state
+    rows = torch.arange(hidden.shape[0])
+    at_prompt_end = hidden[rows, batch["score_at"]]
+    scores = model.rank_head(at_prompt_end).squeeze(-1)
+    l_rank = LOSSES[loss_name](scores.view(n_queries, -1), gains.view(n_queries, -1))
+    loss = l_rank
+    parts = {"rank": l_rank.item()}
+    if alpha:
+        l_cls = F.cross_entropy(model.lm.lm_head(at_prompt_end), batch["answer"])
+        loss = loss + alpha * l_cls
+        parts["cls"] = l_cls.item()
+    if beta:
+        where = batch["reason_labels"] != -100
+        if where.any():
+            l_reason = F.cross_entropy(model.lm.lm_head(hidden[where]), batch["reason_labels"][where])
+            loss = loss + beta * l_reason
+            parts["reason"] = l_reason.item()
+    return loss, parts
+
+
+def pick_docs(item: dict, k: int, rng: random.Random) -> list[int]:
+    """Indices of the candidates trained on this step: the ranked ones (best first), then a
+    sample of the rest; at least one unranked document whenever there is one."""
+    n = len(item["docs"])
+    if not k or k >= n:
+        return list(range(n))
+    ranked = sorted((i for i in range(n) if item["gains"][i] > 0), key=lambda i: -item["gains"][i])
+    rest = [i for i in range(n) if item["gains"][i] <= 0]
+    rng.shuffle(rest)
+    if rest and len(ranked) >= k:
+        ranked = ranked[: k - 1]
+    return sorted((ranked + rest)[:k])
+
+
+def build_model(args, pad_token_id: int) -> RRAGpt:
+    if args.init == "tiny":  # random-init small Llama (tests)
+        lm = tiny_llama(args.vocab_size, seed=args.seed, layers=args.layers or 2, tie=not args.untied,
+                            pad_token_id=pad_token_id)
+    else:
+        from .. import assets
+
+        lm = load_smollm2(args.gguf or str(assets.smollm2_gguf()), args.layers)
+    return RRAGpt(lm, seed=args.seed)
+
+
+def ensure_tokenizer(args) -> tuple[str, int]:
+    """tokenizer.json in the student folder (from --tokenizer or the GGUF) and the pad id."""
+    from tokenizers import Tokenizer
+
+    path = os.path.join(args.out, "tokenizer.json")
+    if not os.path.exists(path):
+        os.makedirs(args.out, exist_ok=True)
+        if args.tokenizer:
+            spec = json.load(open(args.tokenizer, encoding="utf-8"))
+            spec["padding"], spec["truncation"] = None, None
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(spec, f, ensure_ascii=False)
+        else:
+            from .. import assets
+
+            tokenizer_from_gguf(args.gguf or str(assets.smollm2_gguf()), path)
+    pad = Tokenizer.from_file(path).token_to_id(args.pad_token)
+    if pad is None:
+        raise SystemExit(f"pad token {args.pad_token!r} is not in {path}")
+    return path, pad
+
+
+def _stack(parts: list[dict], pad_id: int) -> dict:
+    width = max(p["input_ids"].shape[1] for p in parts)
+    fill = {"input_ids": pad_id, "attention_mask": 0, "reason_labels": -100}
+    out = {k: torch.cat([F.pad(p[k], (0, width - p[k].shape[1]), value=v) for p in parts], 0) for k, v in fill.items()}
+    out["score_at"] = torch.cat([p["score_at"] for p in parts])
+    out["answer"] = torch.cat([p["answer"] for p in parts])
+    return out
+
+
+
+class Student:
+    """RRA-GPT's hooks for the shared training loop (``train.py``)."""
+
+    kind = KIND
+
+    def __init__(self, args):
+        from ..rationales import default_out as default_rationales, load_rationales
+
+        self.args = args
+        self.rationales_path = args.rationales or default_rationales(args.labels)
+        self.rationales = load_rationales(self.rationales_path) if args.beta else {}
+        if args.beta and not self.rationales:
+            raise SystemExit(f"--beta {args.beta} needs rationales: none in {self.rationales_path} "
+                             "(run the rationales stage)")
+        self.tok_path, self.pad_id = ensure_tokenizer(args)
+        self.enc = PromptEncoder(self.tok_path, args.max_length, self.pad_id)
+
+    def build(self) -> RRAGpt:
+        model = build_model(self.args, self.pad_id)
+        if self.args.rank_init == "answer":
+            model.init_rank_head_from_answer(self.enc.word_id(YES), self.enc.word_id(NO))
+        self.layers, self.hidden = model.lm.config.num_hidden_layers, model.lm.config.hidden_size
+        return model
+
+    def groups(self, model) -> list[dict]:
+        head = list(model.rank_head.parameters())
+        body = [p for n, p in model.named_parameters() if not n.startswith("rank_head")]
+        return [{"params": body, "lr": self.args.lr}, {"params": head, "lr": self.args.head_lr}]
+
+    def pick(self, item: dict, k: int, rng) -> list[int]:
+        return pick_docs(item, k, rng)
+
+    def encode(self, items: list[dict], picks: list[list[int]]) -> dict:
+        parts = []
+        for it, pick in zip(items, picks):
+            why = self.rationales.get(it["qid"], {})
+            parts.append(build_sequences(
+                self.enc, it["query"], [it["docs"][j] for j in pick], [it["gains"][j] > 0 for j in pick],
+                [why.get(it["doc_ids"][j]) for j in pick], with_answer=bool(self.args.alpha),
+                with_reason=bool(self.args.beta)))
+        return _stack(parts, self.pad_id)
+
+    def loss(self, model, batch: dict, gains, n_queries: int):
+        return gpt_loss(model, batch, gains, n_queries, self.args.alpha, self.args.beta, self.args.loss)
+
+    def save(self, model, out_dir, config: dict) -> None:
+        save_student(model, out_dir, config)
+
+    def config(self, ds=None) -> dict:
+        n_rat = sum(len(v) for q, v in self.rationales.items() if ds is None or q in {it["qid"] for it in ds.items})
+        return {"student": "RRA-GPT", "base": "SmolLM2-135M-Instruct" if self.args.init == "gguf" else "tiny-random-llama",
+                "layers": getattr(self, "layers", None), "hidden": getattr(self, "hidden", None),
+                "rationales": os.path.basename(self.rationales_path) if self.rationales else None,
+                "rationales_used": n_rat, "rank_init": self.args.rank_init, "alpha": self.args.alpha,
+                "beta": self.args.beta, "max_length": self.args.max_length, "pad_token_id": self.pad_id,
+                "docs_per_query": self.args.candidates}
