@@ -47,6 +47,7 @@ test: setup fixtures
 	cargo test --locked --release -- --test-threads 2
 	cargo build --locked --release --bin rradistill
 	$(PY) -m pytest -q tests/schemathesis
+	$(PY) -m pytest -q tests/clients
 	$(PY) -m pytest -q -rxX deploy/tests
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 	@echo "all tests passed"
@@ -100,7 +101,7 @@ $(VENV)/bin/python:
 # --no-cache-dir: the wheels (PyTorch's CUDA libraries among them) would otherwise stay in
 # pip's cache as a second copy of several GB, on the disk the fuzz build needs at the end.
 PY_REQUIREMENTS := tests/requirements.txt models/requirements.txt deploy/requirements.txt \
-                   tests/schemathesis/requirements.txt benches/requirements.txt
+                   tests/schemathesis/requirements.txt benches/requirements.txt tests/clients/requirements.txt
 $(VENV)/.installed: $(VENV)/bin/python $(PY_REQUIREMENTS)
 	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
 	$(PY) -m pip install --quiet --no-cache-dir $(addprefix -r ,$(PY_REQUIREMENTS))

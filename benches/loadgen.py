@@ -92,11 +92,11 @@ def common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=4,
                         help="closed-loop clients for the saturation measurement")
     parser.add_argument("--saturation-seconds", type=float, default=15.0)
-    parser.add_argument("--queue-seconds", type=float, default=1.5,
-                        help="size --max-queue-tokens to hold this many seconds of work at the "
-                             "measured saturation throughput")
+    parser.add_argument("--max-queue-wait-ms", type=int, default=0,
+                        help="the service's admission wait target under test (0: the service's "
+                             "default, --max-queue-wait-ms of `rradistill --help`)")
     parser.add_argument("--max-queue-tokens", type=int, default=0,
-                        help="explicit --max-queue-tokens (0: derive from --queue-seconds)")
+                        help="the service's token cap under test (0: the service's default)")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra flag for the service, repeatable (e.g. --server-arg=--sessions=2)")
     parser.add_argument("--seed", type=int, default=7)
@@ -403,11 +403,30 @@ def machine() -> dict:
     return info
 
 
+def admission_flags(args) -> list[str]:
+    """The admission settings under test: the service's defaults unless given."""
+    flags = []
+    if args.max_queue_wait_ms:
+        flags += ["--max-queue-wait-ms", str(args.max_queue_wait_ms)]
+    if args.max_queue_tokens:
+        flags += ["--max-queue-tokens", str(args.max_queue_tokens)]
+    return flags
+
+
+def default_max_queue_wait_ms(args) -> int:
+    """The wait target the service runs with: the flag, else the binary's own default."""
+    if args.max_queue_wait_ms:
+        return args.max_queue_wait_ms
+    out = subprocess.run([args.bin, "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    flag = out.split("--max-queue-wait-ms", 1)[1]
+    return int(flag.split("[default: ", 1)[1].split("]", 1)[0])
+
+
 async def measure_saturation(args, log=print) -> tuple[dict, int]:
-    """Closed loop on a server with the default (large) queue budget. Returns the summary and
-    the --max-queue-tokens to use (explicit, or --queue-seconds of the measured token rate)."""
+    """Closed loop on a server that admits everything (no wait target, the default token cap).
+    Returns the summary and the wait target under test, in ms."""
     bodies = request_mix(args.requests, args.documents)
-    server = Server(args, [])
+    server = Server(args, ["--max-queue-wait-ms", "3600000"])
     try:
         log(f"saturation: {args.concurrency} closed-loop clients, warm-up 3 s then {args.saturation_seconds:.0f} s")
         await closed_loop(server, bodies, args.concurrency, 3.0, "warm-up")
@@ -416,10 +435,12 @@ async def measure_saturation(args, log=print) -> tuple[dict, int]:
         code = server.stop()
     if sat["ok"] == 0 or sat["errors_other"] or sat["refused_429"]:
         raise SystemExit(f"saturation run was not clean: {sat}")
-    tokens = args.max_queue_tokens or int(sat["accepted_tokens_per_s"] * args.queue_seconds)
     sat["tokens_per_request"] = round(sat["accepted_tokens_per_s"] / sat["accepted_rps"])
+    # One request's service time: its share of the saturated service's time.
+    sat["service_time_ms"] = round(1000.0 / sat["accepted_rps"], 1)
     sat["server_exit"] = code
-    log(f"saturation: {sat['accepted_rps']:.1f} req/s, {sat['accepted_pairs_per_s']:.0f} pairs/s, "
-        f"{sat['accepted_tokens_per_s']:.0f} tokens/s, p50 {sat['ok_p50_ms']} ms; "
-        f"--max-queue-tokens {tokens}")
-    return sat, tokens
+    target = default_max_queue_wait_ms(args)
+    log(f"saturation: {sat['accepted_rps']:.2f} req/s, {sat['accepted_pairs_per_s']:.0f} pairs/s, "
+        f"{sat['accepted_tokens_per_s']:.0f} tokens/s, p50 {sat['ok_p50_ms']} ms, one request's "
+        f"service time {sat['service_time_ms']} ms; wait target under test {target} ms")
+    return sat, target

@@ -1,14 +1,14 @@
 """Overload benchmark: 2x the saturation load, then back to half of it.
 
-1. Saturation: the service (cache off, default queue budget) under `--concurrency` closed-loop
-   clients; accepted requests/s and tokens/s.
-2. A fresh service with `--max-queue-tokens` = `--queue-seconds` (default 1.5) x the measured
-   tokens/s: the queue holds about 1.5 s of work, enough to keep every batch full while the
-   batcher groups pairs by length, and small enough that an accepted request waits at most
-   about that long (far inside the 30 s deadline) while everything beyond it is refused at once.
+1. Saturation: the service (cache off, admitting everything) under `--concurrency` closed-loop
+   clients; accepted requests/s and tokens/s, and one request's service time (1 / req/s).
+2. A fresh service with the admission under test: the service's defaults (the wait target
+   `--max-queue-wait-ms` and the token cap), or the `--max-queue-wait-ms` /
+   `--max-queue-tokens` given here.
 3. Overload: open-loop Poisson arrivals at `--factor` (2) x the saturation request rate for
    `--overload-seconds` (30): status of every request, latency of 200s and of 429s apart,
-   the service's RSS each second.
+   the service's RSS each second. The target: 429s fast, and the accepted p99 within the
+   wait target plus one request's service time.
 4. Recovery: `--recovery-factor` (0.5) x saturation for `--recovery-seconds` (15): accepted
    throughput and latency per second, and how long until no request is refused.
 
@@ -41,11 +41,10 @@ async def main() -> int:
     args = p.parse_args()
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    sat, queue_tokens = await loadgen.measure_saturation(args)
-    queue_tokens = max(queue_tokens, 2 * sat["tokens_per_request"])
+    sat, target_ms = await loadgen.measure_saturation(args)
     bodies = loadgen.request_mix(args.requests, args.documents)
 
-    server = loadgen.Server(args, ["--max-queue-tokens", str(queue_tokens)])
+    server = loadgen.Server(args, loadgen.admission_flags(args))
     crashed = False
     try:
         rss_idle = server.rss_mib()
@@ -76,11 +75,14 @@ async def main() -> int:
             recovered_after = windows_rec[i]["from_s"]
             break
 
+    bound_ms = target_ms + sat["service_time_ms"]
+    p99 = s_over["ok_p99_ms"]
+    within = p99 is not None and p99 <= bound_ms
     print()
-    print(f"model {args.model_dir}; saturation {sat['accepted_rps']:.1f} req/s = "
+    print(f"model {args.model_dir}; saturation {sat['accepted_rps']:.2f} req/s = "
           f"{sat['accepted_pairs_per_s']:.0f} pairs/s ({sat['tokens_per_request']} tokens/request, "
           f"{args.concurrency} closed-loop clients, p50 {sat['ok_p50_ms']} ms, p99 {sat['ok_p99_ms']} ms); "
-          f"--max-queue-tokens {queue_tokens} (~{args.queue_seconds} s of work)")
+          f"wait target {target_ms} ms, one request's service time {sat['service_time_ms']} ms")
     cols = [("phase", "phase"), ("offered/s", "offered_rps"), ("sent", "sent"), ("200", "ok"),
             ("429", "refused_429"), ("other", "errors_other"), ("ok/s", "accepted_rps"),
             ("pairs/s", "accepted_pairs_per_s"), ("200 p50", "ok_p50_ms"), ("p95", "ok_p95_ms"),
@@ -94,12 +96,16 @@ async def main() -> int:
           f"recovery-phase p99 {s_rec['ok_p99_ms']} ms vs saturation p99 {sat['ok_p99_ms']} ms")
     print("recovery phase, per second (ok/s, 429s, p99 ms):",
           " ".join(f"{w['ok']}/{w['refused_429']}/{w['ok_p99_ms']}" for w in windows_rec))
+    print(f"overload: accepted p99 {p99} ms vs wait target + one request's service time "
+          f"{bound_ms:.0f} ms: {'within' if within else 'OVER'}; 429 p50 {s_over['refused_p50_ms']} ms, "
+          f"p99 {s_over['refused_p99_ms']} ms")
     print(f"service exit status {code}; crashed: {crashed}")
 
     result = {
         "bench": "overload", "started_utc": started, "machine": loadgen.machine(),
         "model_dir": args.model_dir, "server_cmd": server.cmd, "args": vars(args),
-        "max_queue_tokens": queue_tokens, "saturation": sat, "overload": s_over,
+        "max_queue_wait_ms": target_ms, "p99_bound_ms": bound_ms, "p99_within_bound": within,
+        "saturation": sat, "overload": s_over,
         "recovery": s_rec, "rss_idle_mib": rss_idle, "rss_end_mib": rss_end,
         "recovered_after_s": recovered_after, "overload_per_second": windows_over,
         "recovery_per_second": windows_rec, "service_exit": code, "crashed": crashed,

@@ -6,12 +6,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::auth::{ApiKeys, Secret};
 use crate::batch::BatcherConfig;
-use crate::model::registry::{ModelDefaults, QueueLimits};
-use crate::rerank::ModelSource;
+use crate::rerank::Limits;
+use crate::serving::registry::{ModelDefaults, QueueLimits};
+use crate::serving::reload::ModelSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -72,8 +73,15 @@ pub struct Config {
     #[arg(long, env = "MAX_BATCH_SIZE", default_value_t = 16)]
     pub max_batch_size: usize,
 
-    /// Tokens admitted and not yet answered, over all requests; past it new requests get 429.
-    /// It is also the most tokens one request may carry (a larger one gets 413).
+    /// Admission's wait target, in milliseconds: a request is refused with 429 when the work
+    /// queued ahead of it is expected to take longer than this to clear (queued tokens over
+    /// the throughput the model is measured to sustain). An empty queue admits any request.
+    #[arg(long, env = "MAX_QUEUE_WAIT_MS", default_value_t = 2_000)]
+    pub max_queue_wait_ms: u64,
+
+    /// Tokens held (being tokenized, queued or in inference), over all requests: a hard
+    /// memory cap; past it new requests get 429. It is also the most tokens one request may
+    /// carry (a larger one gets 413).
     #[arg(long, env = "MAX_QUEUE_TOKENS", default_value_t = 262_144)]
     pub max_queue_tokens: usize,
 
@@ -92,6 +100,11 @@ pub struct Config {
     /// Most bytes in a request body (413 past it).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Cut documents over the model's window when a request does not say (TEI's `truncate`
+    /// absent); `--auto-truncate=false` refuses them with 422 instead, as TEI does by default.
+    #[arg(long, env = "AUTO_TRUNCATE", default_value_t = true, action = ArgAction::Set)]
+    pub auto_truncate: bool,
 
     /// Deadline for one re-rank request, in milliseconds (504 past it).
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
@@ -158,7 +171,19 @@ impl Config {
                 },
                 max_concurrent_requests: self.max_concurrent_requests,
                 max_queue_tokens: self.max_queue_tokens,
+                max_queue_wait: Duration::from_millis(self.max_queue_wait_ms),
             },
+        }
+    }
+
+    /// The limits every request is held to, whatever its model.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_documents: self.max_documents,
+            max_query_tokens: self.max_query_tokens,
+            max_body_bytes: self.max_body_bytes,
+            request_timeout_ms: self.request_timeout_ms,
+            auto_truncate: self.auto_truncate,
         }
     }
 

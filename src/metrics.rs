@@ -6,8 +6,8 @@
 //! metrics table documents each one.
 
 use prometheus::{
-    exponential_buckets, linear_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, linear_buckets, Encoder, GaugeVec, HistogramOpts, HistogramVec,
+    IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -37,6 +37,11 @@ pub struct Metrics {
     pub shadow_top1_agreements: IntCounterVec,
     pub shadow_kendall_tau: HistogramVec,
     pub reloads: IntCounterVec,
+    /// Admission (`src/batch/admission.rs`): what it holds, targets, expects and measures.
+    pub in_flight_requests: IntGaugeVec,
+    pub max_queue_wait_seconds: GaugeVec,
+    pub expected_queue_wait_seconds: GaugeVec,
+    pub throughput_tokens_per_second: GaugeVec,
 }
 
 /// The handles of one model, label already applied.
@@ -81,8 +86,8 @@ impl Metrics {
             h
         };
         Metrics {
-            request_count: counter("te_request_count", "Re-rank requests received", &["model"]),
-            request_success: counter("te_request_success", "Re-rank requests answered with scores", &["model"]),
+            request_count: counter("te_request_count", "Re-rank requests received (method: TEI's label, `batch` for a re-rank)", &["model", "method"]),
+            request_success: counter("te_request_success", "Re-rank requests answered with scores (method: TEI's label, `batch` for a re-rank)", &["model", "method"]),
             request_failure: counter(
                 "te_request_failure",
                 "Re-rank requests that failed, by error kind (validation, too_large, overloaded, timeout, inference, dropped, unavailable)",
@@ -173,6 +178,25 @@ impl Metrics {
                 h
             },
             reloads: counter("rradistill_reloads", "Model reloads, by outcome (ok, failed)", &["outcome"]),
+            in_flight_requests: gauge(
+                "rradistill_in_flight_requests",
+                "Re-rank requests admitted and not yet answered",
+            ),
+            max_queue_wait_seconds: float_gauge(
+                &registry,
+                "rradistill_max_queue_wait_seconds",
+                "The admission wait target (--max-queue-wait-ms), seconds",
+            ),
+            expected_queue_wait_seconds: float_gauge(
+                &registry,
+                "rradistill_expected_queue_wait_seconds",
+                "Admission's estimate of the wait for the work queued: queued tokens over the measured throughput, seconds",
+            ),
+            throughput_tokens_per_second: float_gauge(
+                &registry,
+                "rradistill_throughput_tokens_per_second",
+                "Tokens per second the model is measured to score (moving average over its batches, all sessions)",
+            ),
             registry,
         }
     }
@@ -205,4 +229,13 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
+}
+
+/// A gauge of fractional values with a `model` label, registered in `registry`.
+fn float_gauge(registry: &Registry, name: &str, help: &str) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), &["model"]).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
 }

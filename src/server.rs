@@ -20,9 +20,10 @@ use crate::api::{self, AppState};
 use crate::cache::ScoreCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::model::registry::Registry;
-use crate::rerank::{Limits, RerankService};
+use crate::rerank::RerankService;
 use crate::runtime;
+use crate::serving::registry::Registry;
+use crate::serving::reload::Models;
 
 /// Loads the runtime and the models and builds the serving core. Blocking (seconds).
 pub fn build_service(config: &Config) -> Result<Arc<RerankService>> {
@@ -39,15 +40,13 @@ pub fn build_service(config: &Config) -> Result<Arc<RerankService>> {
         config.cache_capacity,
         std::time::Duration::from_secs(config.cache_ttl_secs),
     );
-    let limits = Limits {
-        max_documents: config.max_documents,
-        max_query_tokens: config.max_query_tokens,
-        max_body_bytes: config.max_body_bytes,
-        request_timeout_ms: config.request_timeout_ms,
-    };
-    Ok(Arc::new(
-        RerankService::new(registry, cache, metrics, limits).reloadable(source, defaults),
-    ))
+    let models = Models::reloadable(registry, metrics.clone(), source, defaults);
+    Ok(Arc::new(RerankService::new(
+        models,
+        cache,
+        metrics,
+        config.limits(),
+    )))
 }
 
 /// A server running in this process (used by `main` and by the integration tests).
@@ -141,12 +140,21 @@ async fn serve_grpc(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("gRPC reflection")?;
-    let shutdown = async move {
-        let _ = stop.wait_for(|stop| *stop).await;
+    // Health turns NOT_SERVING the moment draining begins, while calls are still answered
+    // (re-rank ones with UNAVAILABLE), so balancers move away before the port closes.
+    let draining = service.clone();
+    let health_task = tokio::spawn(async move {
+        draining.draining().await;
         health.set_not_serving::<RerankServer<GrpcRerank>>().await;
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
+    });
+    let stopping = service.clone();
+    let shutdown = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+        stopping.stop_accepting();
+        let _ = health_task.await;
     };
     // Health checking stays open, like /health; the rest needs a key when keys are set.
     let check = crate::grpc::require_key(Arc::new(keys));
@@ -239,7 +247,6 @@ async fn reload_on_sighup(service: Arc<RerankService>) {
                 Ok(report) => tracing::info!(kept = ?report.kept, loaded = ?report.loaded,
                     removed = ?report.removed, "models reloaded"),
                 Err(error) => {
-                    service.record_failed_reload();
                     tracing::error!(
                         error = format!("{error:#}"),
                         "reload failed; the previous models keep serving"

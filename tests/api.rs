@@ -79,6 +79,11 @@ async fn cohere_dialect_answers_sorted_results_with_their_cost() {
         for f in ["queue_ms", "tokenization_ms", "inference_ms", "total_ms"] {
             assert!(meta[f].as_f64().unwrap() >= 0.0, "{f}");
         }
+        // As TEI computes them: compute time is the time in the service; queue time is the
+        // mean over the pairs (never above the longest wait, which `meta` reports).
+        assert_eq!(headers["x-compute-time"], headers["x-total-time"]);
+        let header = |name: &str| headers[name].to_str().unwrap().parse::<f64>().unwrap();
+        assert!(header("x-queue-time") <= meta["queue_ms"].as_f64().unwrap().round() + 1.0);
     }
     // A generated request id when the client sends none.
     let (_, headers, body) = server
@@ -220,15 +225,24 @@ async fn long_documents_are_truncated_never_the_query() {
     assert_eq!(cut_tokens[1] - cut_tokens[0], 10);
     assert!(cut_tokens[1] < 128);
 
-    // TEI: without `truncate`, an over-long text is refused and says which one.
-    let (status, _, error) = server
+    // TEI: without `truncate`, the server's --auto-truncate (on by default) cuts it ...
+    let (status, headers, _) = server
         .post(
             "/rerank",
             &json!({"query": query, "texts": ["short", long]}),
         )
         .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-documents-truncated"], "1");
+    // ... and `truncate: false` refuses an over-long text, saying which one.
+    let (status, _, error) = server
+        .post(
+            "/rerank",
+            &json!({"query": query, "texts": ["short", long], "truncate": false}),
+        )
+        .await;
     assert_eq!(status, 422, "{error}");
-    assert_eq!(error["error_type"], "Validation");
+    assert_eq!(error["error_type"], "validation");
     assert!(
         error["error"].as_str().unwrap().contains("document 1"),
         "{error}"
@@ -247,6 +261,22 @@ async fn long_documents_are_truncated_never_the_query() {
         .await;
     assert_ne!(right_kept[0]["score"], left_kept[0]["score"]);
     server.stop().await;
+
+    // `--auto-truncate=false`: TEI's own default, a request that does not say is refused.
+    let strict = TestServer::start(&["--auto-truncate=false"]).await;
+    let (status, _, error) = strict
+        .post("/rerank", &json!({"query": query, "texts": [long]}))
+        .await;
+    assert_eq!(status, 422, "{error}");
+    let (status, _, _) = strict
+        .post("/rerank", &json!({"query": query, "texts": [long], "truncate": true}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = strict
+        .post("/v1/rerank", &json!({"query": query, "documents": [long]}))
+        .await;
+    assert_eq!(status, 200, "the Cohere shape always cuts, as Cohere does");
+    strict.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,6 +362,7 @@ async fn expect_error(
                 .is_some_and(|m| m.len() > 10),
             "{value}"
         );
+        assert_eq!(value["message"], value["error"]["message"], "Cohere's top-level message");
     }
     value
 }
@@ -411,13 +442,15 @@ async fn every_bad_request_gets_a_precise_error() {
             "validation",
         )
         .await;
+        // Too many documents: 413 in the Cohere shape, 422 in TEI's (its 413 is for bodies).
         let many: Vec<String> = (0..21).map(|i| format!("doc {i}")).collect();
+        let too_many = if path == "/rerank" { 422 } else { 413 };
         let m = expect_error(
             &server,
             path,
             j(json!({"query": "q", docs_field: many})),
             json_ct,
-            413,
+            too_many,
             "too_large",
         )
         .await;
@@ -566,7 +599,7 @@ async fn a_full_queue_answers_429_at_once_and_oversized_requests_413() {
         )
         .await;
     assert_eq!(status, 429);
-    assert_eq!(tei["error_type"], "Overloaded");
+    assert_eq!(tei["error_type"], "overloaded");
     // A small request still fits in what is left.
     let (status, _, _) = server
         .post("/v1/rerank", &json!({"query": "q", "documents": ["d"]}))
@@ -649,6 +682,11 @@ async fn operational_endpoints() {
         );
     }
     assert_eq!(common::metric_value(&text, "te_request_success"), 1.0);
+    // TEI's `method` label, which TEI's dashboards filter on (a re-rank is a `batch`).
+    assert!(
+        text.contains(r#"te_request_success{method="batch",model="encoder-mini-fixture"} 1"#),
+        "{text}"
+    );
     assert_eq!(
         common::metric_value(&text, "te_request_input_length_count"),
         5.0

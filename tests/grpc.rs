@@ -217,3 +217,73 @@ async fn info_health_and_reflection() {
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_turns_health_not_serving_and_refuses_new_calls() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let server = TestServer::start(&[]).await;
+    let mut grpc = client(&server).await;
+    let channel = tonic::transport::Channel::from_shared(server.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let check = |service: &str| HealthCheckRequest {
+        service: service.into(),
+    };
+    assert!(grpc.rerank(request("q", &documents(2, 1))).await.is_ok());
+
+    server.service().stop_accepting();
+    // The health reporter learns of it on its own task: wait for it (bounded), no timing asserted.
+    let mut status = ServingStatus::Serving as i32;
+    for _ in 0..100 {
+        status = health.check(check("")).await.unwrap().into_inner().status;
+        if status == ServingStatus::NotServing as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, ServingStatus::NotServing as i32);
+    let named = health
+        .check(check("rradistill.v1.Rerank"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(named.status, ServingStatus::NotServing as i32);
+    let refused = grpc
+        .rerank(request("q", &documents(2, 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_deadline_is_deadline_exceeded() {
+    let server = TestServer::start(&["--request-timeout-ms", "1", "--cache-capacity", "0"]).await;
+    let mut grpc = client(&server).await;
+    let status = grpc
+        .rerank(request("deadline", &documents(1000, 7)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_inference_is_internal_with_the_request_id_not_the_runtime_text() {
+    let faulty = common::fixtures().join("encoder-faulty");
+    let server = TestServer::start_with(&faulty, &["--cache-capacity", "0"]).await;
+    let mut grpc = client(&server).await;
+    let mut call = tonic::Request::new(request("q", &["this carries poison".to_string()]));
+    call.metadata_mut()
+        .insert("x-request-id", "grpc-fault-1".parse().unwrap());
+    let status = grpc.rerank(call).await.unwrap_err();
+    assert_eq!(status.code(), Code::Internal);
+    assert!(status.message().contains("grpc-fault-1"), "{status:?}");
+    assert!(!status.message().contains("Reshape"), "{status:?}");
+    server.stop().await;
+}

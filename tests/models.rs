@@ -136,11 +136,11 @@ async fn requests_are_routed_by_model_name() {
     assert_eq!(info["models"][1]["model"]["execution_provider"], "cpu");
     let (_, metrics) = server.get_text("/metrics").await;
     assert!(
-        metrics.contains("te_request_success{model=\"encoder\"}"),
+        metrics.contains("te_request_success{method=\"batch\",model=\"encoder\"}"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("te_request_success{model=\"decoder\"}"),
+        metrics.contains("te_request_success{method=\"batch\",model=\"decoder\"}"),
         "{metrics}"
     );
     assert!(
@@ -620,5 +620,25 @@ async fn the_shipped_models_file_serves_every_reference_model() {
         assert_eq!(status, 200, "{model}: {body}");
     }
     assert_eq!(list["data"][0]["default"], true);
+    // Served-model names (Cohere's rerank models): each answers as the model it names.
+    let aliases: Vec<&Value> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["object"] == "alias")
+        .collect();
+    assert!(aliases.iter().any(|a| a["id"] == "rerank-v3.5"), "{list}");
+    for alias in aliases {
+        let mut body = request("install a package offline");
+        body["model"] = alias["id"].clone();
+        let (status, _, answer) = server.post("/v1/rerank", &body).await;
+        assert_eq!(status, 200, "{alias}: {answer}");
+        assert_eq!(answer["model"], alias["alias_of"]);
+    }
+    let mut body = request("install a package offline");
+    body["model"] = json!("rerank-nobody-configured");
+    let (status, _, answer) = server.post("/v1/rerank", &body).await;
+    assert_eq!(status, 404);
+    assert!(answer["message"].as_str().unwrap().contains("rra-bert-mini"), "{answer}");
     server.stop().await;
 }

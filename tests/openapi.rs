@@ -292,6 +292,13 @@ async fn every_endpoint_answers_as_documented() {
         checker.call(&server, "post", "/rerank", j(tei), ct).await,
         200
     );
+    // Infinity's request on the same route gets Infinity's answer.
+    let infinity = json!({"query": "locale", "documents": docs, "return_documents": true,
+        "raw_scores": false, "model": "default/not-specified", "top_n": 3});
+    assert_eq!(
+        checker.call(&server, "post", "/rerank", j(infinity), ct).await,
+        200
+    );
     assert_eq!(
         checker
             .call(&server, "post", "/rerank", Some("[".into()), ct)
@@ -320,7 +327,8 @@ async fn every_endpoint_answers_as_documented() {
                 ct
             )
             .await,
-        413
+        422,
+        "TEI answers too many texts with 422; its 413 is for bodies"
     );
     assert_eq!(
         checker

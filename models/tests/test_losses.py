@@ -8,7 +8,7 @@ import torch
 
 from rradistill_toolkit.export import encode_feed
 from rradistill_toolkit.losses import listwise_softmax_ce, ranknet, teacher_gains
-from rradistill_toolkit.train import RRABert, encode_pairs, fit_query, load_tokenizer, rra_loss, select_positions
+from rradistill_toolkit.students.encoder import RRABert, encode_pairs, fit_query, load_tokenizer, rra_loss, select_positions
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
-use crate::model::registry::ReloadReport;
+use crate::serving::registry::ReloadReport;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CacheCleared {
@@ -48,7 +48,6 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadReport>,
             Ok(Json(report))
         }
         Err(error) => {
-            state.service.record_failed_reload();
             let message = format!("reload failed; the previous models keep serving: {error:#}");
             tracing::error!(error = %message, "reload failed");
             Err(ApiError::new(

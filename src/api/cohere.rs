@@ -1,14 +1,17 @@
-//! `POST /v1/rerank` and `/v2/rerank`: the shape Cohere, Jina, Infinity and vLLM clients send.
+//! `POST /v1/rerank` and `/v2/rerank`: the shape Cohere (v1 and v2 clients), Jina and vLLM
+//! clients send.
 //!
-//! Request: `model`, `query`, `documents` (strings or `{"text": ...}` objects), `top_n`,
-//! `return_documents`, `max_tokens_per_doc`, `raw_scores`. Response: `id` (the request id),
-//! `model`, `results` sorted by score (ties by index) each with `index`, `relevance_score` and
-//! (on request) `document`, the request's cost in `meta`, and Jina-style `usage`.
+//! Request: `model` (a model, an alias such as Cohere's `rerank-v3.5`, or an experiment),
+//! `query`, `documents` (strings or `{"text": ...}` objects), `top_n`, `return_documents`,
+//! `max_tokens_per_doc`, `raw_scores`. Response: `id` (the request id), `model`, `results`
+//! sorted by score (ties by index) each with `index`, `relevance_score` and (on request)
+//! `document`, the request's cost in `meta`, and Jina-style `usage`. Documents are always cut
+//! to the window, as Cohere cuts them to `max_tokens_per_doc`.
 
 use std::fmt;
-use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -17,13 +20,11 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
+use super::body::{self, Counted};
 use super::error::ErrorBody;
-use super::{
-    add_outcome_headers, at_least_one, parse, routing_hints, ApiError, AppState, REQUEST_ID,
-};
-use crate::model::registry::Assignment;
-use crate::model::Truncation;
-use crate::rerank::{RerankJob, RerankMeta};
+use super::{add_outcome_headers, ApiError, AppState};
+use crate::rerank::{JobSpec, RerankError, RerankJob, RerankMeta};
+use crate::serving::registry::{Assignment, RoutingHints};
 
 /// A re-rank request. Unknown fields are ignored, as the peers do.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -36,7 +37,7 @@ pub struct CohereRequest {
     pub query: String,
     /// The candidates, as strings or `{"text": ...}` objects; at most `max_documents`.
     #[schema(value_type = Vec<DocumentSchema>, min_items = 1)]
-    pub documents: Vec<DocumentInput>,
+    pub documents: Counted<DocumentInput>,
     /// Return only the best `top_n` results (all when absent; more than sent is all).
     #[serde(default, deserialize_with = "super::whole_number")]
     #[schema(minimum = 1)]
@@ -55,6 +56,28 @@ pub struct CohereRequest {
     /// (hashed, never stored). `x-user-id` / `x-session-id` headers work too.
     #[serde(default)]
     pub user: Option<String>,
+}
+
+impl TryFrom<CohereRequest> for RerankJob {
+    type Error = RerankError;
+
+    fn try_from(request: CohereRequest) -> Result<RerankJob, RerankError> {
+        JobSpec {
+            model: request.model,
+            query: request.query,
+            documents: request.documents.0.into_iter().map(|d| d.0).collect(),
+            top_n: request.top_n,
+            raw_scores: request.raw_scores,
+            truncate: Some(true),
+            max_tokens_per_doc: request.max_tokens_per_doc,
+            routing: RoutingHints {
+                unit: request.user,
+                forced_variant: None,
+            },
+            ..JobSpec::default()
+        }
+        .try_into()
+    }
 }
 
 /// How a document may be sent (schema only; parsing is [`DocumentInput`]'s).
@@ -136,45 +159,7 @@ pub struct CohereMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<Assignment>,
     #[serde(flatten)]
-    pub cost: RerankMetaWire,
-}
-
-/// [`RerankMeta`] on the wire (kept separate so the core type needs no `Deserialize`).
-#[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
-pub struct RerankMetaWire {
-    pub documents: usize,
-    /// Tokens of all (query, document) pairs, special tokens included, cached ones too.
-    pub input_tokens: usize,
-    pub input_characters: usize,
-    /// Documents cut to fit the window or `max_tokens_per_doc`.
-    pub documents_truncated: usize,
-    /// Pairs answered from the score cache.
-    pub cache_hits: usize,
-    /// Batches the request's pairs ran in.
-    pub batches: usize,
-    /// Longest wait of a pair for its batch.
-    pub queue_ms: f64,
-    pub tokenization_ms: f64,
-    /// Inference time of the batches the pairs ran in.
-    pub inference_ms: f64,
-    pub total_ms: f64,
-}
-
-impl From<&RerankMeta> for RerankMetaWire {
-    fn from(m: &RerankMeta) -> Self {
-        RerankMetaWire {
-            documents: m.documents,
-            input_tokens: m.input_tokens,
-            input_characters: m.input_characters,
-            documents_truncated: m.documents_truncated,
-            cache_hits: m.cache_hits,
-            batches: m.batches,
-            queue_ms: m.queue_ms,
-            tokenization_ms: m.tokenization_ms,
-            inference_ms: m.inference_ms,
-            total_ms: m.total_ms,
-        }
-    }
+    pub cost: RerankMeta,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -202,14 +187,14 @@ pub struct Usage {
         (status = 422, description = "A field is missing, mistyped or out of range", body = ErrorBody),
         (status = 429, description = "Queue full; retry after `Retry-After` seconds", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds"))),
-        (status = 500, description = "Inference failed for this request's batch", body = ErrorBody),
+        (status = 500, description = "Inference failed for this request's batch (the message carries the request id; the cause is in the service's log)", body = ErrorBody),
         (status = 503, description = "Shutting down", body = ErrorBody),
         (status = 504, description = "Past the request deadline", body = ErrorBody),
     ))]
 pub async fn rerank_v1(
     state: State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<CohereRequest>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     rerank(state, headers, body).await
 }
@@ -224,14 +209,14 @@ pub async fn rerank_v1(
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
         (status = 422, description = "A field is missing, mistyped or out of range", body = ErrorBody),
         (status = 429, description = "Queue full; retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 500, description = "Inference failed for this request's batch", body = ErrorBody),
+        (status = 500, description = "Inference failed for this request's batch (the message carries the request id; the cause is in the service's log)", body = ErrorBody),
         (status = 503, description = "Shutting down", body = ErrorBody),
         (status = 504, description = "Past the request deadline", body = ErrorBody),
     ))]
 pub async fn rerank_v2(
     state: State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<CohereRequest>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     rerank(state, headers, body).await
 }
@@ -239,52 +224,32 @@ pub async fn rerank_v2(
 async fn rerank(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<CohereRequest>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request = parse(&state, body)?;
-    let top_n = at_least_one(&state, "top_n", request.top_n)?;
-    let max_document_tokens =
-        at_least_one(&state, "max_tokens_per_doc", request.max_tokens_per_doc)?;
-    let documents: Arc<Vec<String>> =
-        Arc::new(request.documents.into_iter().map(|d| d.0).collect());
-    let job = RerankJob {
-        model: request.model,
-        query: request.query,
-        documents: documents.clone(),
-        top_n,
-        raw_scores: request.raw_scores,
-        truncation: Truncation {
-            max_document_tokens,
-            ..Truncation::default()
-        },
-        routing: routing_hints(&headers, request.user),
-    };
-    let outcome = state.service.rerank(job).await?;
-
-    let id = headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let request: CohereRequest = body::parse(&state, &headers, body)?;
+    let return_documents = request.return_documents;
+    let job = super::job(&state, &headers, RerankJob::try_from(request))?;
+    let documents = job.documents().clone();
+    let outcome = super::rerank(&state, &headers, job).await?;
     let results = outcome
         .results
         .iter()
         .map(|r| CohereResult {
             index: r.index,
             relevance_score: r.score,
-            document: request.return_documents.then(|| DocumentText {
+            document: return_documents.then(|| DocumentText {
                 text: documents[r.index].clone(),
             }),
         })
         .collect();
     let body = CohereResponse {
-        id,
+        id: super::request_id(&headers),
         model: outcome.model.clone(),
         results,
         meta: CohereMeta {
             model_version: outcome.model_version.clone(),
             experiment: outcome.assignment.clone(),
-            cost: (&outcome.meta).into(),
+            cost: outcome.meta.clone(),
         },
         usage: Usage {
             total_tokens: outcome.meta.input_tokens,

@@ -1,13 +1,17 @@
 //! Error bodies and statuses.
 //!
-//! Each error kind has exactly one status: validation 422 (malformed JSON 400, wrong
-//! content type 415), too large 413, unknown model or path 404, overloaded 429 with
-//! `Retry-After`, deadline 504, shutting down 503, inference failure 500. The body depends on
-//! the dialect the client speaks: `{"error": {"type", "message"}}` for the Cohere-style API
-//! and the service's own endpoints, TEI's `{"error", "error_type"}` on TEI's `/rerank`, so
-//! existing TEI clients parse it.
+//! Each error kind has exactly one status per dialect: validation 422 (malformed JSON 400,
+//! wrong content type 415), too large 413, unknown model or path 404, overloaded 429 with
+//! `Retry-After`, deadline 504, shutting down 503, inference failure 500. TEI's `/rerank`
+//! answers as TEI does: 413 only for a body over the size limit (too many texts or tokens
+//! are 422, validation), and 424 for a failed inference. The body depends on the dialect
+//! the client speaks: `{"message", "error": {"type", "message"}}` for the Cohere-style API
+//! and the service's own endpoints (Cohere's SDK reads the top-level `message`), TEI's
+//! `{"error", "error_type"}` on TEI's `/rerank`, so existing clients parse it.
+//!
+//! A 500 never carries ONNX Runtime's text: the handler logs it with the request id
+//! ([`ApiError::from_rerank`]) and the client gets the request id to quote.
 
-use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,6 +22,8 @@ use crate::rerank::RerankError;
 /// The error body of the Cohere-style endpoints and the service's own.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// What went wrong and what to do about it (where Cohere's clients read it).
+    pub message: String,
     pub error: ErrorDetail,
 }
 
@@ -37,7 +43,8 @@ pub struct ErrorDetail {
 pub struct TeiErrorBody {
     /// What went wrong and what to do about it.
     pub error: String,
-    /// Validation, Overloaded, Backend, Unhealthy, model_not_found, not_found.
+    /// TEI's kinds, as TEI writes them: validation, overloaded, backend, unhealthy; and
+    /// model_not_found, not_found, unauthorized, forbidden.
     pub error_type: String,
 }
 
@@ -54,6 +61,8 @@ pub struct ApiError {
     pub message: String,
     pub retry_after_secs: Option<u64>,
     pub dialect: Dialect,
+    /// The body itself was over the size limit (TEI's one 413).
+    pub payload: bool,
 }
 
 impl ApiError {
@@ -64,25 +73,56 @@ impl ApiError {
             message: message.into(),
             retry_after_secs: None,
             dialect: Dialect::Cohere,
+            payload: false,
         }
+    }
+
+    /// Marks a 413 as the body's size (not its documents or tokens).
+    pub fn payload(mut self) -> ApiError {
+        self.payload = true;
+        self
+    }
+
+    /// A re-rank failure as the client sees it: an inference failure is logged with the
+    /// runtime's text and `request_id`, and answered with the request id only.
+    pub fn from_rerank(error: RerankError, request_id: &str) -> ApiError {
+        let inference = matches!(error, RerankError::Inference { .. });
+        if inference {
+            tracing::error!(request_id, error = %error.detail(), "inference failed");
+        }
+        let mut api = ApiError::from(error);
+        if inference && !request_id.is_empty() {
+            api.message = format!("{} (request id {request_id})", api.message);
+        }
+        api
     }
 
     pub fn validation(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", message)
     }
 
+    /// The error as `dialect` writes it: TEI's statuses on TEI's route.
     pub fn in_dialect(mut self, dialect: Dialect) -> ApiError {
         self.dialect = dialect;
+        if dialect == Dialect::Tei {
+            self.status = match (self.status, self.kind) {
+                (StatusCode::PAYLOAD_TOO_LARGE, _) if !self.payload => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                (_, "inference") => StatusCode::FAILED_DEPENDENCY,
+                (status, _) => status,
+            };
+        }
         self
     }
 
     /// TEI's `error_type` names where one fits.
     fn tei_type(&self) -> &'static str {
         match self.kind {
-            "validation" | "invalid_json" | "too_large" | "unsupported_media_type" => "Validation",
-            "overloaded" => "Overloaded",
-            "inference" | "timeout" | "internal" => "Backend",
-            "unavailable" => "Unhealthy",
+            "validation" | "invalid_json" | "too_large" | "unsupported_media_type" => "validation",
+            "overloaded" => "overloaded",
+            "inference" | "timeout" | "internal" => "backend",
+            "unavailable" => "unhealthy",
             other => other,
         }
     }
@@ -97,7 +137,7 @@ impl From<RerankError> for ApiError {
             RerankError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             RerankError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             RerankError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            RerankError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            RerankError::Inference { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after_secs = match &error {
             RerankError::Overloaded {
@@ -112,26 +152,8 @@ impl From<RerankError> for ApiError {
             message: error.to_string(),
             retry_after_secs,
             dialect: Dialect::Cohere,
+            payload: false,
         }
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> ApiError {
-        let status = rejection.status();
-        let kind = match status {
-            StatusCode::BAD_REQUEST => "invalid_json",
-            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            _ => "validation",
-        };
-        let detail = rejection.body_text();
-        let message = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => format!("{detail}: the request body is over the size limit; send fewer or shorter documents"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => format!("{detail}: send the body as JSON with `Content-Type: application/json`"),
-            _ => detail,
-        };
-        ApiError::new(status, kind, message)
     }
 }
 
@@ -140,6 +162,7 @@ impl IntoResponse for ApiError {
         let body = match self.dialect {
             Dialect::Cohere => {
                 json!(ErrorBody {
+                    message: self.message.clone(),
                     error: ErrorDetail {
                         kind: self.kind.into(),
                         message: self.message.clone()

@@ -1,22 +1,31 @@
 //! The HTTP interface: one module per wire dialect, kept thin.
 //!
-//! - [`cohere`]: `POST /v1/rerank` and `/v2/rerank`, the Cohere/Jina/Infinity shape.
-//! - [`tei`]: `POST /rerank`, Hugging Face TEI's shape, so TEI clients work unchanged.
-//! - [`ops`]: `/health`, `/ready`, `/info`, `/metrics`, `/openapi.json`.
+//! - [`cohere`]: `POST /v1/rerank` and `/v2/rerank`, the Cohere/Jina shape (Cohere's SDK,
+//!   v1 and v2 clients, unchanged).
+//! - [`tei`]: `POST /rerank`: Hugging Face TEI's shape, or, when the body carries `documents`
+//!   instead of `texts`, Infinity's ([`infinity`]), so both peers' clients work unchanged.
+//! - [`ops`]: `/health`, `/ready`, `/info`, `/v1/models`, `/metrics`, `/openapi.json`;
+//!   [`admin`]: state-changing operations behind the admin key.
+//! - [`body`]: reading a body as JSON, documents counted while parsing;
+//!   [`error`]: the error bodies (one per dialect) and the status of each error kind;
+//!   [`auth`]: the one table of who may call which path, and the middleware that applies it.
 //!
-//! Routes and the OpenAPI document come from the same `#[utoipa::path]` annotations
-//! ([`routes`]), so the two cannot drift apart; `tests/openapi.rs` checks real responses
-//! against the document.
-//! - [`error`]: the error bodies (one per dialect) and the status of each error kind.
+//! Each dialect converts its request into the one checked [`RerankJob`] with `TryFrom`, in
+//! its own module, and answers from the [`crate::rerank::RerankOutcome`]. Routes and the
+//! OpenAPI document come from the same `#[utoipa::path]` annotations ([`routes`]), so the two
+//! cannot drift apart; `tests/openapi.rs` checks real responses against the document.
 //!
-//! Cross-cutting layers: request ids (`x-request-id`, generated or propagated), a tracing
-//! span per request carrying that id, a body-size limit, and a panic guard that turns a bug
-//! into a 500 instead of a dropped connection.
+//! Cross-cutting layers, outermost first: request ids (`x-request-id`, generated or
+//! propagated), `Authorization` marked sensitive (before anything can log it), a tracing span
+//! per request carrying the id, a panic guard that turns a bug into a 500 instead of a
+//! dropped connection, and a body-size limit.
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod cohere;
 pub mod error;
+pub mod infinity;
 pub mod ops;
 pub mod tei;
 
@@ -40,8 +49,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::ApiKeys;
-use crate::model::registry::RoutingHints;
-use crate::rerank::{Limits, RerankMeta, RerankOutcome, RerankService};
+use crate::rerank::{Limits, RerankError, RerankJob, RerankOutcome, RerankService};
 
 pub use error::{ApiError, Dialect, ErrorBody, TeiErrorBody};
 
@@ -69,7 +77,7 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "rradistill", description = "Re-ranking service for students distilled from an LLM's ranking (RRADistill). \
-Cohere/Jina-style (`/v1/rerank`, `/v2/rerank`) and TEI-style (`/rerank`) re-ranking, plus operational endpoints."),
+Cohere/Jina-style (`/v1/rerank`, `/v2/rerank`), TEI-style and Infinity-style (`/rerank`) re-ranking, plus operational endpoints."),
     tags((name = "rerank", description = "Score documents against a query"),
          (name = "operations", description = "Health, readiness, information, metrics"),
          (name = "admin", description = "State-changing operations; need ADMIN_API_KEY")),
@@ -105,7 +113,11 @@ pub fn openapi_document(
 ) -> serde_json::Value {
     let mut doc = serde_json::to_value(spec).unwrap_or_default();
     let schemas = &mut doc["components"]["schemas"];
-    for (schema, field) in [("CohereRequest", "documents"), ("TeiRequest", "texts")] {
+    for (schema, field) in [
+        ("CohereRequest", "documents"),
+        ("TeiRequest", "texts"),
+        ("InfinityRequest", "documents"),
+    ] {
         if let Some(property) = schemas[schema]["properties"][field].as_object_mut() {
             property.insert("maxItems".into(), limits.max_documents.into());
         }
@@ -125,9 +137,10 @@ pub fn openapi_document(
     doc
 }
 
-/// Bearer keys in the document: every operation but the open probes may answer 401 when
-/// `API_KEY` is set (admin ones always need `ADMIN_API_KEY`); without keys, client
-/// operations declare the key optional.
+/// Bearer keys in the document, from the same table the middleware applies
+/// ([`auth::rule`]): open probes need none; client operations may answer 401 when `API_KEY`
+/// is set (without keys they declare the key optional); admin ones always need
+/// `ADMIN_API_KEY`.
 fn add_security(doc: &mut serde_json::Value, keys_required: bool) {
     use serde_json::json;
     doc["components"]["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer",
@@ -136,15 +149,15 @@ fn add_security(doc: &mut serde_json::Value, keys_required: bool) {
         return;
     };
     for (path, operations) in paths.iter_mut() {
-        if ["/health", "/ready", "/metrics"].contains(&path.as_str()) {
+        let rule = auth::rule(path);
+        if rule.access == auth::Access::Open {
             continue;
         }
-        let body = if path == "/rerank" {
-            "TeiErrorBody"
-        } else {
-            "ErrorBody"
+        let body = match rule.dialect {
+            Dialect::Tei => "TeiErrorBody",
+            Dialect::Cohere => "ErrorBody",
         };
-        let optional = !keys_required && !path.starts_with("/admin/");
+        let optional = !keys_required && rule.access == auth::Access::Client;
         for operation in operations
             .as_object_mut()
             .into_iter()
@@ -172,6 +185,7 @@ pub fn router(state: AppState) -> Router {
         .openapi
         .set(openapi_document(spec, &state.service.limits, &state.keys));
     let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_key);
+    // Each `.layer` wraps the ones before it: the last is the outermost.
     routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -180,15 +194,18 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let id = request
                 .extensions()
                 .get::<RequestId>()
                 .and_then(|id| id.header_value().to_str().ok())
                 .unwrap_or("");
-            tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+            // `Sensitive` when a key was sent: the layer outside this one has marked it.
+            let authorization = request.headers().get(header::AUTHORIZATION);
+            tracing::info_span!("request", id = %id, method = %request.method(),
+                path = %request.uri().path(), authorization = ?authorization)
         }))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
@@ -208,53 +225,26 @@ pub fn whole_number<'de, D: serde::Deserializer<'de>>(
     }
 }
 
-/// The body as JSON of type `T`, or the error that says what is wrong with it (counted).
-pub fn parse<T>(
-    state: &AppState,
-    body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
-) -> Result<T, ApiError> {
-    body.map(|axum::Json(request)| request)
-        .map_err(|rejection| refuse(state, rejection.into()))
-}
-
-/// An optional count field that must be at least 1 when given (422 naming it otherwise).
-pub fn at_least_one(
-    state: &AppState,
-    field: &str,
-    value: Option<i64>,
-) -> Result<Option<usize>, ApiError> {
-    match value {
-        None => Ok(None),
-        Some(n) if n >= 1 => Ok(Some(n as usize)),
-        Some(n) => Err(refuse(
-            state,
-            ApiError::validation(format!("`{field}` is {n}; it must be at least 1")),
-        )),
-    }
-}
-
 /// Counts a request refused in the API layer and passes its error on.
 pub fn refuse(state: &AppState, error: ApiError) -> ApiError {
     state.service.record_refused(error.kind);
     error
 }
 
-/// The request id the id layer assigned (or the client sent).
-pub fn request_id(id: Option<&RequestId>) -> String {
-    id.and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// TEI's timing headers (milliseconds) on a re-rank response.
 /// Headers that route a request in an experiment: a user or session id (sticky assignment,
 /// when the body has no `user`) and a forced variant (debugging).
 pub const USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 pub const FORCE_VARIANT: HeaderName = HeaderName::from_static("x-rradistill-variant");
 
-/// Who is asking (body `user`, else `x-user-id`, else `x-session-id`) and any forced variant.
-pub fn routing_hints(headers: &axum::http::HeaderMap, user: Option<String>) -> RoutingHints {
+/// A converted request as a job, with who is asking (the body's `user`, else `x-user-id`,
+/// else `x-session-id`) and any forced variant from the headers; a conversion that failed is
+/// counted and answered.
+pub fn job(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    converted: Result<RerankJob, RerankError>,
+) -> Result<RerankJob, ApiError> {
     let header = |name: &HeaderName| {
         headers
             .get(name)
@@ -263,18 +253,38 @@ pub fn routing_hints(headers: &axum::http::HeaderMap, user: Option<String>) -> R
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
-    RoutingHints {
-        unit: user
-            .filter(|u| !u.is_empty())
-            .or_else(|| header(&USER_ID))
-            .or_else(|| header(&SESSION_ID)),
-        forced_variant: header(&FORCE_VARIANT),
-    }
+    let job = converted.map_err(|error| refuse(state, ApiError::from(error)))?;
+    Ok(job.with_routing_defaults(
+        header(&USER_ID).or_else(|| header(&SESSION_ID)),
+        header(&FORCE_VARIANT),
+    ))
+}
+
+/// The id the request-id layer gave this request (or the client sent).
+pub fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Runs `job` and answers a failure as the client should see it (see [`ApiError::from_rerank`]).
+pub async fn rerank(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    job: RerankJob,
+) -> Result<RerankOutcome, ApiError> {
+    state
+        .service
+        .rerank(job)
+        .await
+        .map_err(|error| ApiError::from_rerank(error, &request_id(headers)))
 }
 
 /// TEI's timing headers, and the experiment's assignment when one routed the request.
 pub fn add_outcome_headers(response: &mut Response, outcome: &RerankOutcome) {
-    add_timing_headers(response, &outcome.meta, &outcome.execution_provider);
+    add_timing_headers(response, outcome);
     if let Some(a) = &outcome.assignment {
         let headers = response.headers_mut();
         for (name, value) in [
@@ -289,7 +299,12 @@ pub fn add_outcome_headers(response: &mut Response, outcome: &RerankOutcome) {
     }
 }
 
-fn add_timing_headers(response: &mut Response, meta: &RerankMeta, provider: &str) {
+/// TEI's headers, as TEI computes them: `x-compute-time` and `x-total-time` are the time in
+/// the service, and the queue, tokenization and inference times are means over the scored
+/// pairs (TEI reports each text's own, averaged), in whole milliseconds.
+fn add_timing_headers(response: &mut Response, outcome: &RerankOutcome) {
+    let meta = &outcome.meta;
+    let means = &outcome.pair_means;
     let headers = response.headers_mut();
     let mut put = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -297,17 +312,14 @@ fn add_timing_headers(response: &mut Response, meta: &RerankMeta, provider: &str
         }
     };
     let ms = |v: f64| format!("{}", v.round() as u64);
-    put("x-compute-type", provider.to_string());
-    put(
-        "x-compute-time",
-        ms(meta.tokenization_ms + meta.inference_ms),
-    );
+    put("x-compute-type", outcome.execution_provider.clone());
+    put("x-compute-time", ms(meta.total_ms));
     put("x-compute-characters", meta.input_characters.to_string());
     put("x-compute-tokens", meta.input_tokens.to_string());
     put("x-total-time", ms(meta.total_ms));
-    put("x-tokenization-time", ms(meta.tokenization_ms));
-    put("x-queue-time", ms(meta.queue_ms));
-    put("x-inference-time", ms(meta.inference_ms));
+    put("x-tokenization-time", ms(means.tokenization_ms));
+    put("x-queue-time", ms(means.queue_ms));
+    put("x-inference-time", ms(means.inference_ms));
     put("x-cache-hits", meta.cache_hits.to_string());
     put(
         "x-documents-truncated",

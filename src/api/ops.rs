@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::model::catalog::{ExperimentEntry, ShadowEntry, VariantEntry};
+use crate::serving::catalog::{ExperimentEntry, ShadowEntry, VariantEntry};
 use crate::model::ModelDescriptor;
 use crate::rerank::Limits;
 use crate::runtime::ORT_VERSION;
@@ -62,11 +62,25 @@ pub struct BatchingInfo {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueueInfo {
     pub pairs_waiting: usize,
+    /// Tokens admitted for inference and not yet answered.
     pub tokens_in_flight: usize,
-    /// Past it, requests get 429; a request larger than it gets 413.
+    /// Tokens held against `max_queue_tokens` (tokenizing, queued or in inference).
+    pub tokens_held: usize,
+    /// The memory cap: past it, requests get 429; a request larger than it gets 413.
     pub max_queue_tokens: usize,
+    /// Requests admitted and not yet answered.
+    pub requests_in_flight: usize,
     /// Requests in flight past which requests get 429.
     pub max_concurrent_requests: usize,
+    /// The wait target: a request expected to wait longer for the queued work gets 429.
+    pub max_queue_wait_ms: u64,
+    /// How long the queued work takes to clear at the measured throughput (absent until
+    /// the first batch is measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_queue_wait_ms: Option<f64>,
+    /// Tokens per second the model is measured to score (absent until the first batch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput_tokens_per_second: Option<f64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -128,8 +142,17 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoBody> {
                 queue: QueueInfo {
                     pairs_waiting: m.batcher.queue_len(),
                     tokens_in_flight: m.admission.queued_tokens(),
+                    tokens_held: m.admission.held_tokens(),
                     max_queue_tokens: m.admission.max_tokens(),
+                    requests_in_flight: m.admission.in_flight(),
                     max_concurrent_requests: m.admission.max_requests(),
+                    max_queue_wait_ms: m.admission.limits().max_wait.as_millis() as u64,
+                    expected_queue_wait_ms: m
+                        .admission
+                        .expected_wait()
+                        .filter(|_| m.admission.throughput().is_some())
+                        .map(|w| w.as_secs_f64() * 1e3),
+                    throughput_tokens_per_second: m.admission.throughput(),
                 },
             }
         })
@@ -160,7 +183,7 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoBody> {
 pub struct ModelListEntry {
     /// The name requests put in `model`.
     pub id: String,
-    /// `model`, or `experiment` for a name that splits traffic between models.
+    /// `model`, `experiment` for a name that splits traffic between models, or `alias`.
     pub object: String,
     pub owned_by: String,
     /// The model's details (absent for experiments).
@@ -169,6 +192,9 @@ pub struct ModelListEntry {
     /// An experiment's variants (absent for models).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variants: Option<Vec<VariantEntry>>,
+    /// For an alias (`object: alias`): the model or experiment it names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias_of: Option<String>,
     /// Whether a request without `model` lands here.
     pub default: bool,
 }
@@ -179,7 +205,8 @@ pub struct ModelList {
     pub data: Vec<ModelListEntry>,
 }
 
-/// The names a request may put in `model`: every model served, and every experiment.
+/// The names a request may put in `model`: every model served, every experiment, and every
+/// alias (a served-model name such as a Cohere model's).
 #[utoipa::path(get, path = "/v1/models", tag = "operations",
     responses((status = 200, description = "Models and experiments", body = ModelList)))]
 pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
@@ -194,6 +221,7 @@ pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
             owned_by: "rradistill".into(),
             details: Some(m.descriptor.clone()),
             variants: None,
+            alias_of: None,
             default: default.as_deref() == Some(m.name()),
         })
         .collect();
@@ -203,7 +231,17 @@ pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
         owned_by: "rradistill".into(),
         details: None,
         variants: Some(e.variants.clone()),
+        alias_of: None,
         default: default.as_deref() == Some(e.name.as_str()),
+    }));
+    data.extend(registry.aliases().iter().map(|(alias, target)| ModelListEntry {
+        id: alias.clone(),
+        object: "alias".into(),
+        owned_by: "rradistill".into(),
+        details: None,
+        variants: None,
+        alias_of: Some(target.clone()),
+        default: false,
     }));
     Json(ModelList {
         object: "list".into(),

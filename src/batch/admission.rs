@@ -1,31 +1,55 @@
-//! Admission: charged per request and per token, decided at once.
+//! Admission: by the wait a request would see, per request and per token, decided at once.
 //!
-//! Two budgets bound what the service holds: requests in flight and tokens in flight (the
-//! tokens of every admitted pair not yet answered). A request that does not fit either is
-//! refused immediately with 429, so queues never grow past what the workers can clear, and a
-//! few large requests cannot take every slot the way per-pair permits do (TEI #305). A single
-//! request larger than the whole token budget could never be admitted: it is refused with
-//! 413 instead. The permit returns both budgets when the request finishes, however it ends.
+//! A request is admitted when the work already queued ahead of it clears within the wait
+//! target: queued tokens over the throughput the model is measured to sustain while serving
+//! ([`Throughput`]; the batcher measures one batch at start, then every batch), against
+//! `--max-queue-wait-ms`. That target means the same on every model, machine and request
+//! size, where a fixed token count meant seconds on one and milliseconds on another. An
+//! empty queue admits any request (one larger than the target still runs; it just waits for
+//! nobody); a rate not measured yet (a model that could not score its calibration batch)
+//! leaves only the caps below to refuse.
+//!
+//! Two hard caps stay, for memory, not for latency: requests in flight
+//! (`--max-concurrent-requests`) and tokens held (`--max-queue-tokens`). Tokens are held from
+//! before tokenization (an upper bound of what the request's documents can become, so
+//! tokenizing is paid for before it is done, and many hostile requests cannot tokenize at
+//! once beyond the cap) until each pair is answered; a single request larger than the whole
+//! cap could never fit and is refused with 413 instead of 429.
+//!
+//! Everything is refused immediately (429), never queued: queues never grow past what the
+//! workers clear within the target, and a few large requests cannot take every slot the way
+//! per-pair permits do (TEI #305). An [`Entry`] gives everything back when the request
+//! finishes, however it ends.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use super::throughput::Throughput;
 
-#[derive(Debug, Clone)]
-pub struct Admission {
-    requests: Arc<Semaphore>,
-    tokens: Arc<Semaphore>,
-    max_requests: usize,
-    max_tokens: usize,
+/// The limits of one model's admission.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdmissionLimits {
+    /// Requests admitted and not yet answered.
+    pub max_requests: usize,
+    /// Tokens held (being tokenized, queued or in inference): the memory cap.
+    pub max_tokens: usize,
+    /// The longest a request may be expected to wait for the work ahead of it.
+    pub max_wait: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdmissionError {
     #[error("the service is at its limit of {limit} concurrent requests; retry shortly")]
     TooManyRequests { limit: usize },
-    #[error("the queue holds {queued} of its {limit} tokens and this request needs {needed}; retry shortly")]
+    #[error(
+        "the work queued ahead of this request takes about {expected_ms} ms at the measured \
+         throughput, over the wait target of {target_ms} ms; retry shortly or on another instance"
+    )]
+    WaitTooLong { expected_ms: u64, target_ms: u64 },
+    #[error("the queue holds {held} of its {limit} tokens and this request needs {needed}; retry shortly")]
     QueueFull {
-        queued: usize,
+        held: usize,
         needed: usize,
         limit: usize,
     },
@@ -33,96 +57,218 @@ pub enum AdmissionError {
     RequestTooLarge { needed: usize, limit: usize },
 }
 
-/// Held while a request is in flight; dropping it gives its budget back.
 #[derive(Debug)]
-pub struct Permit {
-    _request: OwnedSemaphorePermit,
-    _tokens: Option<OwnedSemaphorePermit>,
+struct Inner {
+    limits: AdmissionLimits,
+    requests: AtomicUsize,
+    /// Tokens held against `max_tokens`.
+    held: AtomicUsize,
+    /// Tokens admitted for inference and not yet answered: the wait estimate's numerator.
+    queued: AtomicUsize,
+    throughput: Arc<Throughput>,
+}
+
+/// One model's admission; cheap to clone (shared state).
+#[derive(Debug, Clone)]
+pub struct Admission {
+    inner: Arc<Inner>,
+}
+
+/// A request inside admission. Dropping it gives back its slot and every token it holds.
+#[derive(Debug)]
+pub struct Entry {
+    admission: Admission,
+    held: usize,
+    queued: usize,
+}
+
+/// Adds `n` to `counter` if the sum stays within `limit`.
+fn try_add(counter: &AtomicUsize, n: usize, limit: usize) -> Result<(), usize> {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            now.checked_add(n).filter(|&total| total <= limit)
+        })
+        .map(|_| ())
 }
 
 impl Admission {
-    pub fn new(max_requests: usize, max_tokens: usize) -> Admission {
-        let max_tokens = max_tokens
-            .min(Semaphore::MAX_PERMITS)
-            .min(u32::MAX as usize);
-        let max_requests = max_requests.min(Semaphore::MAX_PERMITS);
+    pub fn new(limits: AdmissionLimits, throughput: Arc<Throughput>) -> Admission {
         Admission {
-            requests: Arc::new(Semaphore::new(max_requests)),
-            tokens: Arc::new(Semaphore::new(max_tokens)),
-            max_requests,
-            max_tokens,
+            inner: Arc::new(Inner {
+                limits,
+                requests: AtomicUsize::new(0),
+                held: AtomicUsize::new(0),
+                queued: AtomicUsize::new(0),
+                throughput,
+            }),
         }
     }
 
-    /// Admits a request of `tokens` tokens, or says why not. Never waits.
-    pub fn try_admit(&self, tokens: usize) -> Result<Permit, AdmissionError> {
-        if tokens > self.max_tokens {
-            return Err(AdmissionError::RequestTooLarge {
-                needed: tokens,
-                limit: self.max_tokens,
-            });
-        }
-        let request = self.requests.clone().try_acquire_owned().map_err(|_| {
+    /// Takes a request slot, refusing at once what no size of request could pass: every
+    /// slot taken, the queue already expected to wait past the target, or not even
+    /// `lower_bound` tokens (the fewest the request can need) left under the cap.
+    pub fn enter(&self, lower_bound: usize) -> Result<Entry, AdmissionError> {
+        let limits = &self.inner.limits;
+        try_add(&self.inner.requests, 1, limits.max_requests).map_err(|_| {
             AdmissionError::TooManyRequests {
-                limit: self.max_requests,
+                limit: limits.max_requests,
             }
         })?;
-        let tokens_permit = if tokens == 0 {
-            None
-        } else {
-            Some(
-                self.tokens
-                    .clone()
-                    .try_acquire_many_owned(tokens as u32)
-                    .map_err(|_| AdmissionError::QueueFull {
-                        queued: self.queued_tokens(),
-                        needed: tokens,
-                        limit: self.max_tokens,
-                    })?,
-            )
+        let entry = Entry {
+            admission: self.clone(),
+            held: 0,
+            queued: 0,
         };
-        Ok(Permit {
-            _request: request,
-            _tokens: tokens_permit,
-        })
-    }
-
-    /// Refuses at once, before any tokenization, a request that cannot fit: `lower_bound` is
-    /// the fewest tokens it can need. Never refuses what [`Self::try_admit`] would accept.
-    pub fn precheck(&self, lower_bound: usize) -> Result<(), AdmissionError> {
-        if lower_bound > self.max_tokens {
+        self.check_wait()?;
+        if lower_bound > limits.max_tokens {
             return Err(AdmissionError::RequestTooLarge {
                 needed: lower_bound,
-                limit: self.max_tokens,
+                limit: limits.max_tokens,
             });
         }
-        if self.requests.available_permits() == 0 {
-            return Err(AdmissionError::TooManyRequests {
-                limit: self.max_requests,
-            });
-        }
-        let available = self.tokens.available_permits();
-        if lower_bound > available {
+        let held = self.held_tokens();
+        if held.saturating_add(lower_bound) > limits.max_tokens {
             return Err(AdmissionError::QueueFull {
-                queued: self.queued_tokens(),
+                held,
                 needed: lower_bound,
-                limit: self.max_tokens,
+                limit: limits.max_tokens,
+            });
+        }
+        Ok(entry)
+    }
+
+    /// A request of `tokens` tokens admitted at once (tests and benchmarks that hold budget).
+    pub fn try_admit(&self, tokens: usize) -> Result<Entry, AdmissionError> {
+        let mut entry = self.enter(0)?;
+        entry.admit(tokens)?;
+        Ok(entry)
+    }
+
+    fn check_wait(&self) -> Result<(), AdmissionError> {
+        let Some(expected) = self.expected_wait() else {
+            return Ok(());
+        };
+        let target = self.inner.limits.max_wait;
+        if expected > target {
+            return Err(AdmissionError::WaitTooLong {
+                expected_ms: expected.as_millis() as u64,
+                target_ms: target.as_millis() as u64,
             });
         }
         Ok(())
     }
 
-    /// Tokens admitted and not yet answered.
+    /// How long the work queued now takes to clear at the measured throughput: zero for an
+    /// empty queue, None while no batch has been measured yet.
+    pub fn expected_wait(&self) -> Option<Duration> {
+        match self.queued_tokens() {
+            0 => Some(Duration::ZERO),
+            queued => self.inner.throughput.time_for(queued),
+        }
+    }
+
+    /// Tokens admitted for inference and not yet answered.
     pub fn queued_tokens(&self) -> usize {
-        self.max_tokens - self.tokens.available_permits()
+        self.inner.queued.load(Ordering::Acquire)
+    }
+
+    /// Tokens held against the cap (tokenizing, queued or in inference).
+    pub fn held_tokens(&self) -> usize {
+        self.inner.held.load(Ordering::Acquire)
+    }
+
+    /// Requests admitted and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.inner.requests.load(Ordering::Acquire)
+    }
+
+    pub fn limits(&self) -> AdmissionLimits {
+        self.inner.limits
     }
 
     pub fn max_requests(&self) -> usize {
-        self.max_requests
+        self.inner.limits.max_requests
     }
 
     pub fn max_tokens(&self) -> usize {
-        self.max_tokens
+        self.inner.limits.max_tokens
+    }
+
+    /// The measured throughput, tokens per second (None before the first batch).
+    pub fn throughput(&self) -> Option<f64> {
+        self.inner.throughput.tokens_per_second()
+    }
+}
+
+impl Entry {
+    /// Holds exactly `tokens` of the cap (growing or shrinking what this request holds):
+    /// called with an upper bound before tokenizing, so the work is paid for before it is
+    /// done. More than the whole cap is held as the whole cap.
+    pub fn hold(&mut self, tokens: usize) -> Result<(), AdmissionError> {
+        let tokens = tokens.min(self.admission.inner.limits.max_tokens);
+        self.set_held(tokens)
+    }
+
+    fn set_held(&mut self, tokens: usize) -> Result<(), AdmissionError> {
+        let inner = &self.admission.inner;
+        if tokens > self.held {
+            let more = tokens - self.held;
+            try_add(&inner.held, more, inner.limits.max_tokens).map_err(|held| {
+                AdmissionError::QueueFull {
+                    held,
+                    needed: tokens,
+                    limit: inner.limits.max_tokens,
+                }
+            })?;
+        } else {
+            inner.held.fetch_sub(self.held - tokens, Ordering::AcqRel);
+        }
+        self.held = tokens;
+        Ok(())
+    }
+
+    /// Admits the request's `tokens` (now known exactly) for inference, if the work queued
+    /// ahead of it clears within the wait target and they fit under the cap.
+    pub fn admit(&mut self, tokens: usize) -> Result<(), AdmissionError> {
+        let limits = self.admission.inner.limits;
+        if tokens > limits.max_tokens {
+            return Err(AdmissionError::RequestTooLarge {
+                needed: tokens,
+                limit: limits.max_tokens,
+            });
+        }
+        self.admission.check_wait()?;
+        self.set_held(tokens)?;
+        self.admission
+            .inner
+            .queued
+            .fetch_add(tokens, Ordering::AcqRel);
+        self.queued += tokens;
+        Ok(())
+    }
+
+    /// `tokens` of the admitted ones were answered: they no longer wait or take memory.
+    pub fn answered(&mut self, tokens: usize) {
+        let inner = &self.admission.inner;
+        let queued = tokens.min(self.queued);
+        inner.queued.fetch_sub(queued, Ordering::AcqRel);
+        self.queued -= queued;
+        let held = tokens.min(self.held);
+        inner.held.fetch_sub(held, Ordering::AcqRel);
+        self.held -= held;
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let inner = &self.admission.inner;
+        inner.queued.fetch_sub(self.queued, Ordering::AcqRel);
+        inner.held.fetch_sub(self.held, Ordering::AcqRel);
+        inner.requests.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -130,9 +276,19 @@ impl Admission {
 mod tests {
     use super::*;
 
+    fn admission(max_requests: usize, max_tokens: usize, max_wait_ms: u64) -> (Admission, Arc<Throughput>) {
+        let throughput = Arc::new(Throughput::new(1));
+        let limits = AdmissionLimits {
+            max_requests,
+            max_tokens,
+            max_wait: Duration::from_millis(max_wait_ms),
+        };
+        (Admission::new(limits, throughput.clone()), throughput)
+    }
+
     #[test]
     fn charges_tokens_not_pairs_and_gives_them_back() {
-        let admission = Admission::new(10, 100);
+        let (admission, _) = admission(10, 100, 1000);
         let first = admission.try_admit(60).unwrap();
         assert_eq!(admission.queued_tokens(), 60);
         assert!(matches!(
@@ -143,12 +299,13 @@ mod tests {
         drop(first);
         assert_eq!(admission.queued_tokens(), 40);
         drop(second);
-        assert_eq!(admission.queued_tokens(), 0);
+        assert_eq!((admission.queued_tokens(), admission.held_tokens()), (0, 0));
+        assert_eq!(admission.in_flight(), 0);
     }
 
     #[test]
-    fn a_request_larger_than_the_budget_is_too_large_not_overload() {
-        let admission = Admission::new(10, 100);
+    fn a_request_larger_than_the_cap_is_too_large_not_overload() {
+        let (admission, _) = admission(10, 100, 1000);
         assert_eq!(
             admission.try_admit(101).unwrap_err(),
             AdmissionError::RequestTooLarge {
@@ -156,17 +313,64 @@ mod tests {
                 limit: 100
             }
         );
+        assert_eq!(admission.in_flight(), 0, "a refusal keeps no slot");
     }
 
     #[test]
     fn request_slots_are_limited() {
-        let admission = Admission::new(1, 100);
+        let (admission, _) = admission(1, 100, 1000);
         let held = admission.try_admit(1).unwrap();
         assert!(matches!(
-            admission.try_admit(1),
+            admission.enter(1),
             Err(AdmissionError::TooManyRequests { .. })
         ));
         drop(held);
         assert!(admission.try_admit(1).is_ok());
+    }
+
+    #[test]
+    fn the_wait_target_refuses_once_the_queue_takes_longer_than_it() {
+        let (admission, throughput) = admission(100, 1_000_000, 1000);
+        // Unmeasured: only the caps refuse.
+        let _a = admission.try_admit(5000).unwrap();
+        throughput.record(1000, Duration::from_secs(1)); // 1000 tokens/s
+        // 5000 queued = 5 s ahead, over the 1 s target: refused before tokenizing.
+        assert!(matches!(
+            admission.enter(1),
+            Err(AdmissionError::WaitTooLong {
+                expected_ms: 5000,
+                target_ms: 1000
+            })
+        ));
+        drop(_a);
+        // An empty queue admits even a request longer than the target.
+        let mut big = admission.enter(1).unwrap();
+        big.admit(3000).unwrap();
+        // 3 s ahead now: the next one waits too long ...
+        assert!(admission.try_admit(10).is_err());
+        // ... until enough of it is answered (800 tokens left = 0.8 s).
+        big.answered(2200);
+        assert_eq!(admission.expected_wait(), Some(Duration::from_millis(800)));
+        assert!(admission.try_admit(10).is_ok());
+    }
+
+    #[test]
+    fn tokenization_is_paid_for_before_it_is_done() {
+        let (admission, _) = admission(10, 100, 1000);
+        let mut tokenizing = admission.enter(1).unwrap();
+        tokenizing.hold(80).unwrap();
+        // Another request's upper bound does not fit beside it.
+        let mut other = admission.enter(1).unwrap();
+        assert!(matches!(other.hold(30), Err(AdmissionError::QueueFull { .. })));
+        // The first turned out smaller than its bound: the rest is given back on admission.
+        tokenizing.admit(50).unwrap();
+        assert_eq!(admission.held_tokens(), 50);
+        other.hold(30).unwrap();
+        // More than the whole cap is held as the whole cap (and then waits its turn).
+        drop(tokenizing);
+        drop(other);
+        let mut huge = admission.enter(1).unwrap();
+        huge.hold(10_000).unwrap();
+        assert_eq!(admission.held_tokens(), 100);
     }
 }

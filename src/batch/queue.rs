@@ -7,10 +7,19 @@
 //! 1. drop items whose request is gone (client disconnected, deadline passed): nobody waits
 //!    for their scores;
 //! 2. the oldest item always goes in, so nothing starves;
-//! 3. the rest are taken in order of how close their length is to the oldest one's (ties by
-//!    age), while the padded size (longest x count) stays within `max_batch_tokens` and the
-//!    count within `max_batch_size`. Grouping by length is what cuts padding, and padding is
-//!    most of the gap between a naive batcher and the hardware (see the README).
+//! 3. the rest are taken from the oldest [`LOOKAHEAD`] batches' worth of items, in order of how
+//!    close their length is to the oldest one's (ties by age), while the padded size (longest
+//!    x count) stays within `max_batch_tokens` and the count within `max_batch_size`. Grouping
+//!    by length is what cuts padding, and padding is most of the gap between a naive batcher
+//!    and the hardware (see the README); keeping the choice among the oldest items keeps
+//!    requests served in the order they came, which is what admission's expected wait (queued
+//!    work over throughput) assumes. Grouping over the whole queue let newer requests' items
+//!    take older ones' places, so under overload every request finished late at once.
+//!
+//! Each batch that succeeds reports its real tokens and inference time to the model's
+//! [`Throughput`], the rate admission divides the queue by. One full batch of half-window
+//! pairs is scored at start ([`Batcher::start`]) so the rate is known before the first
+//! request: a burst at start-up is admitted by its expected wait like any other.
 //!
 //! A batch that fails (an ONNX Runtime error, even a panic) fails only its own items; the
 //! thread carries on with the next batch. On shutdown the queue stops taking new items, the
@@ -25,8 +34,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::throughput::Throughput;
 use crate::metrics::ModelMetrics;
-use crate::model::{PreparedPair, RankError, Ranker};
+use crate::model::{PreparedPair, RankError, Ranker, Truncation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatcherConfig {
@@ -73,6 +83,7 @@ struct Shared {
     ranker: Arc<dyn Ranker>,
     metrics: ModelMetrics,
     next_batch_id: AtomicU64,
+    throughput: Arc<Throughput>,
 }
 
 /// The queue and its inference threads for one model.
@@ -94,7 +105,9 @@ impl Batcher {
             ranker: ranker.clone(),
             metrics,
             next_batch_id: AtomicU64::new(1),
+            throughput: Arc::new(Throughput::new(ranker.sessions())),
         });
+        shared.calibrate();
         let workers = (0..ranker.sessions())
             .map(|session| {
                 let shared = shared.clone();
@@ -127,6 +140,11 @@ impl Batcher {
         self.shared.config
     }
 
+    /// The rate this batcher's batches are measured to run at.
+    pub fn throughput(&self) -> Arc<Throughput> {
+        self.shared.throughput.clone()
+    }
+
     /// Items waiting for a batch.
     pub fn queue_len(&self) -> usize {
         self.shared.lock().items.len()
@@ -155,6 +173,39 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Scores one full batch of half-window pairs on session 0 and records its rate, so
+    /// admission knows the model's throughput before the first request. A model that cannot
+    /// score it (it would have failed its warm-up) is left unmeasured.
+    fn calibrate(&self) {
+        let ranker = &self.ranker;
+        let half_window = ranker.descriptor().max_sequence_length / 2;
+        let pairs = ranker
+            .prepare_query("how fast does this model score a batch", usize::MAX)
+            .and_then(|query| {
+                let document = "calibration ".repeat(half_window);
+                let mut pairs = Vec::new();
+                while pairs.len() < self.config.max_batch_size {
+                    let truncation = Truncation {
+                        max_document_tokens: Some(half_window.max(1)),
+                        ..Truncation::default()
+                    };
+                    let pair = ranker.prepare_pair(&query, &document, pairs.len(), &truncation)?;
+                    if pair.len() * (pairs.len() + 1) > self.config.max_batch_tokens && !pairs.is_empty() {
+                        break;
+                    }
+                    pairs.push(pair);
+                }
+                Ok(pairs)
+            });
+        let Ok(pairs) = pairs else { return };
+        let batch: Vec<&PreparedPair> = pairs.iter().collect();
+        let started = Instant::now();
+        if ranker.score(0, &batch).is_ok() {
+            let tokens = batch.iter().map(|p| p.len()).sum();
+            self.throughput.record(tokens, started.elapsed());
+        }
     }
 
     fn run_worker(&self, session: usize) {
@@ -247,6 +298,9 @@ impl Shared {
         if padded > 0 {
             m.padding_ratio.observe(1.0 - real as f64 / padded as f64);
         }
+        if outcome.is_ok() {
+            self.throughput.record(real, inference_time);
+        }
         if let Err(error) = &outcome {
             m.batch_failures.inc();
             tracing::error!(batch_id, size = pairs.len(), %error, "batch failed");
@@ -270,13 +324,19 @@ impl Shared {
     }
 }
 
+/// How many batches' worth of the oldest items a batch is chosen from.
+pub const LOOKAHEAD: usize = 4;
+
 /// Picks the items of the next batch: indices into `lengths`, the token lengths of the
 /// pending items, oldest first. Empty only when `lengths` is.
 pub fn select_batch(lengths: &[usize], config: BatcherConfig) -> Vec<usize> {
     let Some(&anchor) = lengths.first() else {
         return Vec::new();
     };
-    let mut order: Vec<usize> = (1..lengths.len()).collect();
+    let window = lengths
+        .len()
+        .min(config.max_batch_size.saturating_mul(LOOKAHEAD).max(1));
+    let mut order: Vec<usize> = (1..window).collect();
     order.sort_by_key(|&i| (lengths[i].abs_diff(anchor), i));
     let mut chosen = vec![0];
     let mut width = anchor;
@@ -319,6 +379,18 @@ mod tests {
         let width = chosen.iter().map(|&i| lengths[i]).max().unwrap();
         assert!(width * chosen.len() <= 300, "{chosen:?}");
         assert_eq!(chosen, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn newer_items_past_the_lookahead_wait_their_turn() {
+        // Batches of 2: the window is the 8 oldest items; the perfect match at 9 waits.
+        let mut lengths = vec![50, 10, 11, 12, 13, 14, 15, 16, 17, 50];
+        assert_eq!(select_batch(&lengths, config(10_000, 2)), vec![0, 7]);
+        lengths[7] = 60;
+        assert_eq!(select_batch(&lengths, config(10_000, 2)), vec![0, 7]);
+        lengths.truncate(9);
+        lengths.push(51);
+        assert_eq!(select_batch(&lengths, config(10_000, 10)), vec![0, 9, 7, 8, 6, 5, 4, 3, 2, 1]);
     }
 
     #[test]

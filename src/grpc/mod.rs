@@ -2,10 +2,12 @@
 //! the same process as REST.
 //!
 //! A thin translation onto the same [`RerankService`] the REST handlers call, so batcher,
-//! cache, limits and metrics are shared. Each error kind maps to one gRPC status, with the
-//! same message REST gives. gRPC health checking (`grpc.health.v1`) reports SERVING while
-//! the service accepts work and NOT_SERVING once draining starts; server reflection (v1 and
-//! v1alpha) lets grpcurl and k6 discover the API.
+//! cache, limits and metrics are shared: a request converts with `TryFrom` into the one
+//! checked [`RerankJob`]. Each error kind maps to one gRPC status, with the same message REST
+//! gives (an inference failure carries the request id; the runtime's text goes to the log).
+//! gRPC health checking (`grpc.health.v1`) reports SERVING while the service accepts work
+//! and NOT_SERVING once draining starts; server reflection (v1 and v1alpha) lets grpcurl and
+//! k6 discover the API.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,9 +17,9 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::auth::ApiKeys;
-use crate::model::registry::RoutingHints;
-use crate::model::{Truncation, TruncationSide};
-use crate::rerank::{RerankError, RerankJob, RerankOutcome, RerankService};
+use crate::model::TruncationSide;
+use crate::rerank::{JobSpec, RerankError, RerankJob, RerankOutcome, RerankService};
+use crate::serving::registry::RoutingHints;
 
 pub mod pb {
     tonic::include_proto!("rradistill.v1");
@@ -44,49 +46,54 @@ impl From<RerankError> for Status {
             RerankError::Overloaded { .. } => Status::resource_exhausted(message),
             RerankError::Timeout(_) => Status::deadline_exceeded(message),
             RerankError::Unavailable(_) => Status::unavailable(message),
-            RerankError::Inference(_) => Status::internal(message),
+            RerankError::Inference { .. } => Status::internal(message),
         }
     }
 }
 
-fn job_from(request: &pb::RerankRequest) -> Result<(RerankJob, Arc<Vec<String>>), RerankError> {
-    if request.top_n == Some(0) {
-        return Err(RerankError::Validation("`top_n` must be at least 1".into()));
-    }
-    if request.max_tokens_per_doc == Some(0) {
-        return Err(RerankError::Validation(
-            "`max_tokens_per_doc` must be at least 1".into(),
-        ));
-    }
-    let side = match pb::TruncationDirection::try_from(request.truncation_direction) {
-        Ok(pb::TruncationDirection::Left) => TruncationSide::Left,
-        Ok(pb::TruncationDirection::Right) => TruncationSide::Right,
-        Err(_) => {
-            return Err(RerankError::Validation(format!(
-                "`truncation_direction` {} is not a known direction",
-                request.truncation_direction
-            )))
+/// A failure as the client sees it: an inference failure is logged with the runtime's text
+/// and the request id, and answered with the request id only.
+fn status(error: RerankError, id: &str) -> Status {
+    match error {
+        RerankError::Inference { .. } => {
+            tracing::error!(request_id = id, error = %error.detail(), "inference failed");
+            Status::internal(format!("{error} (request id {id})"))
         }
-    };
-    let documents = Arc::new(request.documents.clone());
-    let job = RerankJob {
-        model: (!request.model.is_empty()).then(|| request.model.clone()),
-        query: request.query.clone(),
-        documents: documents.clone(),
-        top_n: request.top_n.map(|n| n as usize),
-        raw_scores: request.raw_scores,
-        truncation: Truncation {
-            enabled: true,
+        other => other.into(),
+    }
+}
+
+impl TryFrom<pb::RerankRequest> for RerankJob {
+    type Error = RerankError;
+
+    fn try_from(request: pb::RerankRequest) -> Result<RerankJob, RerankError> {
+        let side = match pb::TruncationDirection::try_from(request.truncation_direction) {
+            Ok(pb::TruncationDirection::Left) => TruncationSide::Left,
+            Ok(pb::TruncationDirection::Right) => TruncationSide::Right,
+            Err(_) => {
+                return Err(RerankError::Validation(format!(
+                    "`truncation_direction` {} is not a known direction",
+                    request.truncation_direction
+                )))
+            }
+        };
+        let nonempty = |s: String| (!s.is_empty()).then_some(s);
+        JobSpec {
+            model: nonempty(request.model),
+            query: request.query,
+            documents: request.documents,
+            top_n: request.top_n.map(i64::from),
+            raw_scores: request.raw_scores,
+            truncate: Some(true),
             side,
-            max_document_tokens: request.max_tokens_per_doc.map(|n| n as usize),
-        },
-        routing: RoutingHints {
-            unit: (!request.user.is_empty()).then(|| request.user.clone()),
-            forced_variant: (!request.force_variant.is_empty())
-                .then(|| request.force_variant.clone()),
-        },
-    };
-    Ok((job, documents))
+            max_tokens_per_doc: request.max_tokens_per_doc.map(i64::from),
+            routing: RoutingHints {
+                unit: nonempty(request.user),
+                forced_variant: nonempty(request.force_variant),
+            },
+        }
+        .try_into()
+    }
 }
 
 fn response_from(
@@ -152,14 +159,11 @@ async fn rerank_one(
     id: String,
     request: pb::RerankRequest,
 ) -> Result<pb::RerankResponse, Status> {
-    let (job, documents) = job_from(&request).inspect_err(|e| service.record_refused(e.kind()))?;
-    let outcome = service.rerank(job).await?;
-    Ok(response_from(
-        id,
-        outcome,
-        &documents,
-        request.return_documents,
-    ))
+    let return_documents = request.return_documents;
+    let job = RerankJob::try_from(request).inspect_err(|e| service.record_refused(e.kind()))?;
+    let documents = job.documents().clone();
+    let outcome = service.rerank(job).await.map_err(|e| status(e, &id))?;
+    Ok(response_from(id, outcome, &documents, return_documents))
 }
 
 /// The gRPC side of [`crate::auth`]: `authorization: Bearer KEY` metadata, 16 = UNAUTHENTICATED

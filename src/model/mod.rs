@@ -8,13 +8,11 @@
 //! (RRA-BERT-m: query and document read apart, then joined), are
 //! [`student::StudentRanker`]: [`tokenize`] builds their inputs, [`graph`] runs them on an
 //! execution provider ([`towers`] lays out a late model's batch: each distinct query once).
-//! [`catalog`] reads the models file; the [`registry`] holds the models a process serves and
-//! routes requests between them (experiments, shadows, reload).
+//! Which models a process serves, and how requests reach them, is the business of the layer
+//! above ([`crate::serving`]); nothing here knows about queues.
 
-pub mod catalog;
 pub mod graph;
 pub mod manifest;
-pub mod registry;
 pub mod student;
 pub mod tokenize;
 pub mod towers;

@@ -3,6 +3,14 @@
 //! per request and never cut (too long is an error); each document is tokenized alone and cut
 //! to what the window leaves (or `max_tokens_per_doc`, if lower) from the side the request asks.
 //!
+//! A document is first cut by bytes ([`cut_by_bytes`]): no token of the vocabulary is longer
+//! than its longest entry, so the first (or last) `(budget + 1) x longest` bytes hold every
+//! token the window can keep, and the rest is never tokenized. A hostile 8 MiB document then
+//! costs what a few kilobytes cost (it took 6.9 s and 1 GB tokenized whole). Text whose
+//! tokens are mostly wider than that (long runs of whitespace, words over the tokenizer's
+//! own length limit) keeps fewer tokens than a full tokenization would; such a document is
+//! reported truncated.
+//!
 //! - [`PairTokenizer`] (encoders) joins query and document with the tokenizer's own
 //!   post-processor (`[CLS] q [SEP] d [SEP]` and segment ids for BERT), exactly as Hugging
 //!   Face tokenizers' `only_second` truncation does.
@@ -69,6 +77,59 @@ fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     Ok(tokenizer)
 }
 
+/// The most bytes one token of `tokenizer` covers: its longest vocabulary entry (at least
+/// 16, for vocabularies of single characters), computed once at load.
+fn longest_token_bytes(tokenizer: &Tokenizer) -> usize {
+    let longest = tokenizer
+        .get_vocab(true)
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(1);
+    longest.max(16)
+}
+
+/// The part of `document` worth tokenizing for `budget` tokens from `side`, cut at a
+/// character boundary (at whitespace when one is near), and whether anything was cut.
+pub fn cut_by_bytes(
+    document: &str,
+    budget: usize,
+    max_token_bytes: usize,
+    side: TruncationSide,
+) -> (&str, bool) {
+    let limit = budget.saturating_add(1).saturating_mul(max_token_bytes);
+    if document.len() <= limit {
+        return (document, false);
+    }
+    let slack = limit / 8;
+    match side {
+        TruncationSide::Right => {
+            let mut end = limit;
+            while !document.is_char_boundary(end) {
+                end -= 1;
+            }
+            if let Some(space) = document[..end].rfind(char::is_whitespace) {
+                if space >= end - slack {
+                    end = space;
+                }
+            }
+            (&document[..end], true)
+        }
+        TruncationSide::Left => {
+            let mut start = document.len() - limit;
+            while !document.is_char_boundary(start) {
+                start += 1;
+            }
+            if let Some(space) = document[start..].find(char::is_whitespace) {
+                if space <= slack {
+                    start += space;
+                }
+            }
+            (&document[start..], true)
+        }
+    }
+}
+
 fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Encoding, RankError> {
     tokenizer
         .encode_fast(text, false)
@@ -97,10 +158,11 @@ fn query_within(
 /// What a model reads besides the document, for the too-long message.
 const WITH_THE_QUERY: &str = "with the query";
 
-/// The document, tokenized and cut to `room` tokens (or the request's lower cut).
+/// The document, cut by bytes, tokenized and cut to `room` tokens (or the request's lower cut).
 #[allow(clippy::too_many_arguments)]
 fn document_within(
     tokenizer: &Tokenizer,
+    max_token_bytes: usize,
     document: &str,
     room: usize,
     index: usize,
@@ -109,9 +171,20 @@ fn document_within(
     counted: &'static str,
     truncation: &Truncation,
 ) -> Result<(Encoding, bool), RankError> {
-    let mut doc = encode(tokenizer, document)?;
     let budget = truncation.max_document_tokens.map_or(room, |m| m.min(room));
-    let truncated = doc.len() > budget;
+    // When refusing over-long documents, read enough to see that one is over the window.
+    let read = if truncation.enabled { budget } else { room };
+    let (document, cut) = cut_by_bytes(document, read, max_token_bytes, truncation.side);
+    let mut doc = encode(tokenizer, document)?;
+    if cut && !truncation.enabled {
+        return Err(RankError::DocumentTooLong {
+            index,
+            tokens: doc.len().max(room + 1) + fixed,
+            window,
+            counted,
+        });
+    }
+    let truncated = cut || doc.len() > budget;
     if truncated {
         if !truncation.enabled && doc.len() > room {
             return Err(RankError::DocumentTooLong {
@@ -137,6 +210,7 @@ fn ids(encoding: &Encoding) -> impl Iterator<Item = i64> + '_ {
 /// A decoder's prompt: `[BOS] prefix query middle document suffix`, each piece tokenized alone.
 pub struct PromptTokenizer {
     tokenizer: Tokenizer,
+    max_token_bytes: usize,
     /// BOS and the template's literal pieces, tokenized once.
     prefix: Vec<i64>,
     middle: Vec<i64>,
@@ -165,6 +239,7 @@ impl PromptTokenizer {
             );
         }
         Ok(PromptTokenizer {
+            max_token_bytes: longest_token_bytes(&tokenizer),
             tokenizer,
             prefix,
             middle,
@@ -203,6 +278,7 @@ impl PairEncoder for PromptTokenizer {
         let room = self.window - fixed;
         let (doc, truncated) = document_within(
             &self.tokenizer,
+            self.max_token_bytes,
             document,
             room,
             index,
@@ -228,6 +304,7 @@ impl PairEncoder for PromptTokenizer {
 
 pub struct PairTokenizer {
     tokenizer: Tokenizer,
+    max_token_bytes: usize,
     /// Special tokens the post-processor adds around a pair.
     pair_overhead: usize,
     window: usize,
@@ -253,6 +330,7 @@ impl PairTokenizer {
             bail!("max_sequence_length {window} leaves no room for text");
         }
         Ok(PairTokenizer {
+            max_token_bytes: longest_token_bytes(&tokenizer),
             tokenizer,
             pair_overhead,
             window,
@@ -283,6 +361,7 @@ impl PairEncoder for PairTokenizer {
         let fixed = self.pair_overhead + query.tokens();
         let (doc, truncated) = document_within(
             &self.tokenizer,
+            self.max_token_bytes,
             document,
             self.window - fixed,
             index,
@@ -320,6 +399,8 @@ pub struct TowerTokenizer {
     /// A document's window and the query's, prefixes and special tokens included.
     window: usize,
     query_window: usize,
+    /// The most bytes one token can take: documents are cut by bytes before tokenizing.
+    max_token_bytes: usize,
 }
 
 impl TowerTokenizer {
@@ -367,7 +448,9 @@ impl TowerTokenizer {
                 );
             }
         }
+        let max_token_bytes = longest_token_bytes(&tokenizer);
         Ok(TowerTokenizer {
+            max_token_bytes,
             tokenizer,
             lead,
             trail,
@@ -460,6 +543,7 @@ impl PairEncoder for TowerTokenizer {
         let fixed = self.document_overhead();
         let (doc, truncated) = document_within(
             &self.tokenizer,
+            self.max_token_bytes,
             document,
             self.window - fixed,
             index,
@@ -479,5 +563,32 @@ impl PairEncoder for TowerTokenizer {
             query_ids: Some(query_ids),
             truncated,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_cut_by_bytes_at_a_boundary_from_either_side() {
+        let text = "alpha beta gamma delta ".repeat(100);
+        let (kept, cut) = cut_by_bytes(&text, 10, 16, TruncationSide::Right);
+        assert!(cut && kept.len() <= 11 * 16 && text.starts_with(kept));
+        assert!(kept.ends_with("alpha") || kept.ends_with("beta") || kept.ends_with("gamma")
+            || kept.ends_with("delta"), "cut at whitespace: {kept:?}");
+        let (kept, cut) = cut_by_bytes(&text, 10, 16, TruncationSide::Left);
+        assert!(cut && kept.len() <= 11 * 16 && text.ends_with(kept));
+        let short = "short text";
+        assert_eq!(cut_by_bytes(short, 10, 16, TruncationSide::Right), (short, false));
+        // Never inside a character.
+        let korean = "한국어 문서 ".repeat(200);
+        for side in [TruncationSide::Right, TruncationSide::Left] {
+            let (kept, cut) = cut_by_bytes(&korean, 3, 5, side);
+            assert!(cut && !kept.is_empty());
+        }
+        let unbroken = "가".repeat(1000);
+        let (kept, _) = cut_by_bytes(&unbroken, 3, 5, TruncationSide::Right);
+        assert_eq!(kept.len() % 3, 0);
     }
 }

@@ -1,6 +1,7 @@
 //! The models this process serves, by name, each with its own queue, inference threads and
-//! admission budget (so a slow model cannot starve another), plus the routing between them:
-//! a request's `model` names a model or an experiment; an experiment assigns a variant,
+//! admission (so a slow model cannot starve another), plus the routing between them:
+//! a request's `model` names a model, an alias of one (a served-model name such as a Cohere
+//! model's, so an unchanged client works) or an experiment; an experiment assigns a variant,
 //! sticky per user or session (hashed), at random without one, forced by a header for
 //! debugging; a shadow model may score a sample of a model's traffic off the response path.
 //!
@@ -9,18 +10,20 @@
 //! rest beside the old ones; the service then swaps registries atomically. Requests in flight
 //! hold their model, which shuts its batcher down when the last of them lets go.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::catalog::{Catalog, ExperimentEntry, ModelEntry, ShadowEntry};
-use super::graph::SessionOptions;
-use super::student::StudentRanker;
-use super::{ModelDescriptor, Ranker};
-use crate::batch::{Admission, Batcher, BatcherConfig};
+use crate::batch::{Admission, AdmissionLimits, Batcher, BatcherConfig};
+use crate::model::graph::SessionOptions;
+use crate::model::student::StudentRanker;
+use crate::model::{ModelDescriptor, Ranker};
 use crate::metrics::Metrics;
 
 /// Settings a model gets when the models file does not set them (the command-line flags).
@@ -38,6 +41,8 @@ pub struct QueueLimits {
     pub batch: BatcherConfig,
     pub max_concurrent_requests: usize,
     pub max_queue_tokens: usize,
+    /// The admission wait target.
+    pub max_queue_wait: Duration,
 }
 
 /// Everything that decides how a model is loaded and served: equal settings and an equal
@@ -78,12 +83,15 @@ impl ModelSettings {
                     .max_concurrent_requests
                     .unwrap_or(d.max_concurrent_requests),
                 max_queue_tokens: entry.max_queue_tokens.unwrap_or(d.max_queue_tokens),
+                max_queue_wait: entry
+                    .max_queue_wait_ms
+                    .map_or(d.max_queue_wait, Duration::from_millis),
             },
         }
     }
 }
 
-/// A loaded model ready to serve: the model, its batcher and its admission budget.
+/// A loaded model ready to serve: the model, its batcher and its admission.
 pub struct ServedModel {
     /// What clients and operators see; `name` is the served name (the metrics label).
     pub descriptor: ModelDescriptor,
@@ -167,6 +175,8 @@ pub struct Routed {
 pub struct Registry {
     models: Vec<Arc<ServedModel>>,
     default: Option<String>,
+    /// Served-model names: alias -> model or experiment.
+    aliases: BTreeMap<String, String>,
     experiments: Vec<ExperimentEntry>,
     shadows: Vec<ShadowEntry>,
 }
@@ -199,7 +209,7 @@ impl Registry {
             let settings = ModelSettings::resolve(entry, defaults);
             let old = previous.and_then(|p| p.models.iter().find(|m| m.name() == name));
             if let Some(old) = old {
-                let same_folder = super::fingerprint(&settings.path)
+                let same_folder = crate::model::fingerprint(&settings.path)
                     .map(|f| f == old.descriptor.fingerprint)
                     .unwrap_or(false);
                 if same_folder && old.settings.as_ref() == Some(&settings) {
@@ -234,14 +244,15 @@ impl Registry {
         let registry = Registry {
             models,
             default: catalog.default.clone(),
+            aliases: catalog.aliases.clone(),
             experiments: catalog.experiments.clone(),
             shadows: catalog.shadows.clone(),
         };
         Ok((registry, report))
     }
 
-    /// Puts an already loaded model behind a batcher and an admission budget, under `name`
-    /// (default: the manifest's).
+    /// Puts an already loaded model behind a batcher and its admission, under `name`
+    /// (default: the manifest's). Admission divides by the rate the batcher measures.
     pub fn serve(
         ranker: Arc<dyn Ranker>,
         name: Option<String>,
@@ -260,11 +271,23 @@ impl Registry {
             max_batch_size: limits.batch.max_batch_size,
         };
         let batcher = Batcher::start(ranker.clone(), batch, metrics.for_model(&descriptor.name));
+        let admission = Admission::new(
+            AdmissionLimits {
+                max_requests: limits.max_concurrent_requests,
+                max_tokens: limits.max_queue_tokens,
+                max_wait: limits.max_queue_wait,
+            },
+            batcher.throughput(),
+        );
+        metrics
+            .max_queue_wait_seconds
+            .with_label_values(&[&descriptor.name])
+            .set(limits.max_queue_wait.as_secs_f64());
         ServedModel {
             descriptor,
             ranker,
             batcher,
-            admission: Admission::new(limits.max_concurrent_requests, limits.max_queue_tokens),
+            admission,
             settings: Some(settings),
         }
     }
@@ -274,6 +297,7 @@ impl Registry {
         Registry {
             models: models.into_iter().map(Arc::new).collect(),
             default: None,
+            aliases: BTreeMap::new(),
             experiments: Vec::new(),
             shadows: Vec::new(),
         }
@@ -293,7 +317,7 @@ impl Registry {
                     })
                 }
             },
-            Some(name) => name.to_string(),
+            Some(name) => self.aliases.get(name).map_or(name, String::as_str).to_string(),
         };
         self.models
             .iter()
@@ -313,6 +337,7 @@ impl Registry {
     }
 
     fn target(&self, name: &str) -> Option<Target<'_>> {
+        let name = self.aliases.get(name).map_or(name, String::as_str);
         if let Some(model) = self.models.iter().find(|m| m.name() == name) {
             return Some(Target::Model(model.clone()));
         }
@@ -413,10 +438,16 @@ impl Registry {
         self.models.iter().map(|m| m.name().to_string()).collect()
     }
 
-    /// Model and experiment names a request may use.
+    /// Served-model names (alias -> model or experiment).
+    pub fn aliases(&self) -> &BTreeMap<String, String> {
+        &self.aliases
+    }
+
+    /// Model, experiment and alias names a request may use.
     pub fn routable_names(&self) -> Vec<String> {
         let mut names = self.names();
         names.extend(self.experiments.iter().map(|e| e.name.clone()));
+        names.extend(self.aliases.keys().cloned());
         names
     }
 
@@ -454,7 +485,7 @@ fn assign(experiment: &ExperimentEntry, point: u64) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::catalog::VariantEntry;
+    use crate::serving::catalog::VariantEntry;
 
     fn experiment(weights: &[(&str, u32)]) -> ExperimentEntry {
         ExperimentEntry {

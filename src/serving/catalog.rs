@@ -1,8 +1,12 @@
-//! The models file: which models a process serves, how each runs, and the experiments and
-//! shadow comparisons between them. Parsing and checking only; [`super::registry`] loads it.
+//! The models file: which models a process serves, how each runs, the names clients may
+//! call them by, and the experiments and shadow comparisons between them. Parsing and
+//! checking only; [`super::registry`] loads it.
 //!
 //! ```toml
 //! default = "rra-bert-mini"          # a model or an experiment; default: the first model
+//!
+//! [aliases]                          # served-model names: what clients put in `model`
+//! "rerank-v3.5" = "rra-bert-mini"    # -> a model or an experiment
 //!
 //! [[model]]
 //! name = "rra-bert-mini"             # the name requests use; default: the manifest's
@@ -16,6 +20,7 @@
 //! max_batch_size = 16
 //! max_queue_tokens = 262144
 //! max_concurrent_requests = 512
+//! max_queue_wait_ms = 2000
 //!
 //! [[experiment]]
 //! name = "ranker-ab"                 # requests naming it (or the default) are split
@@ -28,20 +33,23 @@
 //! ```
 //! A process started with `--model-dir DIR` serves the catalog of that one model.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::graph::Provider;
-use super::manifest::Manifest;
+use crate::model::graph::Provider;
+use crate::model::manifest::Manifest;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
     #[serde(default)]
     pub default: Option<String>,
+    /// Served-model names: alias -> model or experiment.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
     #[serde(default, rename = "model")]
     pub models: Vec<ModelEntry>,
     #[serde(default, rename = "experiment")]
@@ -74,6 +82,8 @@ pub struct ModelEntry {
     pub max_queue_tokens: Option<usize>,
     #[serde(default)]
     pub max_concurrent_requests: Option<usize>,
+    #[serde(default)]
+    pub max_queue_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -132,6 +142,7 @@ impl Catalog {
     pub fn single(dir: &Path) -> Result<Catalog> {
         let mut catalog = Catalog {
             default: None,
+            aliases: BTreeMap::new(),
             models: vec![ModelEntry {
                 name: None,
                 path: dir.to_path_buf(),
@@ -144,6 +155,7 @@ impl Catalog {
                 max_batch_size: None,
                 max_queue_tokens: None,
                 max_concurrent_requests: None,
+                max_queue_wait_ms: None,
             }],
             experiments: Vec::new(),
             shadows: Vec::new(),
@@ -244,6 +256,17 @@ impl Catalog {
         {
             bail!("a model may have at most one shadow");
         }
+        for (alias, target) in &self.aliases {
+            if alias.trim().is_empty() {
+                bail!("an alias has an empty name");
+            }
+            if names.contains(alias.as_str()) {
+                bail!("the alias `{alias}` is also a model or experiment name; names must be unique");
+            }
+            if !names.contains(target.as_str()) {
+                bail!("the alias `{alias}` points to `{target}`, which is neither a listed model nor an experiment; names: {names:?}");
+            }
+        }
         if let Some(default) = &self.default {
             if !names.contains(default.as_str()) {
                 bail!("`default` is `{default}`, which is neither a listed model nor an experiment; names: {names:?}");
@@ -277,8 +300,9 @@ mod tests {
         let text = format!(
             "default = \"ab\"\n{TWO}\n[[experiment]]\nname = \"ab\"\nvariants = [{{ model = \"a\", weight = 1 }}, {{ model = \"b\", weight = 3 }}]\n[[shadow]]\nprimary = \"a\"\nshadow = \"b\"\nsample_rate = 0.5\n"
         );
-        let catalog = parse(&text).unwrap();
+        let catalog = parse(&format!("{text}\n[aliases]\n\"rerank-v3.5\" = \"ab\"\n")).unwrap();
         assert_eq!(catalog.models.len(), 2);
+        assert_eq!(catalog.aliases["rerank-v3.5"], "ab");
         assert_eq!(catalog.experiments[0].variants[1].weight, 3);
     }
 
@@ -307,6 +331,11 @@ mod tests {
                 "with itself",
             ),
             ("".to_string(), "no `[[model]]`"),
+            (
+                format!("[aliases]\n\"rerank-v3.5\" = \"c\"\n{TWO}"),
+                "neither a listed model",
+            ),
+            (format!("[aliases]\n\"a\" = \"b\"\n{TWO}"), "also a model"),
         ];
         for (text, expected) in cases {
             let error = format!("{:#}", parse(&text).unwrap_err());
