@@ -22,7 +22,7 @@ import shutil
 
 from .card import _f, ablation_verdict, comparison, interval, versus
 from .common import read_jsonl
-from .gpt import PROMPT_TEMPLATE
+from .students.decoder import PROMPT_TEMPLATE
 
 
 def main(argv=None) -> None:

@@ -1,43 +1,41 @@
-"""The card's derived figures: computed from the files it is given, never typed in."""
+"""Model cards: every committed card is rendered again from its folder and compared byte for
+byte (so no figure in it can be typed in), and the ship rule decides as it says."""
 
-import json
+import pathlib
 
-from rradistill_toolkit.card import faq_pieces, load_tokenizer, window_holds
-from rradistill_toolkit.common import MODELS_DIR
+import pytest
 
-MODEL = str(MODELS_DIR / "rra-bert-mini")
+from rradistill_toolkit import card
+from rradistill_toolkit.common import MODELS_DIR, default_model
 
-
-def test_faq_pieces_is_the_median_per_language_of_the_debian_faq_only():
-    docs = [("debian-faq-en", "en", "Use dpkg to install a package."),
-            ("debian-faq-en", "en", "The release cycle of Debian stable is about two years long."),
-            ("debian-faq-en", "en", "Yes."),
-            ("debian-faq-ko", "ko", "패키지를 설치하려면 dpkg 를 쓰세요."),
-            ("man", "en", "a much longer man page text " * 20)]
-    corpus = [{"doc_id": str(i), "source": s, "lang": lang, "title": "", "text": t}
-              for i, (s, lang, t) in enumerate(docs)]
-    tok = load_tokenizer(MODEL)
-    n = lambda t: len(tok.encode(t, add_special_tokens=False).ids)
-    got = faq_pieces(tok, corpus)
-    assert got == {"en": sorted(n(t) for s, _, t in docs if s == "debian-faq-en")[1], "ko": n(docs[3][2])}
-    # the English vocabulary spells Hangul out in jamo: more pieces than characters
-    assert got["ko"] > len(docs[3][2])
+CARDS = sorted(p.parent for p in pathlib.Path(MODELS_DIR).glob("*/card.json"))
 
 
-def test_window_holds_counts_whole_pairs_per_query_language(tmp_path):
-    tok = load_tokenizer(MODEL)
-    docs = {"short": "Use dpkg.", "long": "a long manual page paragraph " * 40, "ko": "패키지를 설치하려면 dpkg 를 쓰세요."}
-    corpus = [{"doc_id": k, "source": "s", "lang": "en", "title": "", "text": v} for k, v in docs.items()]
-    queries = [{"qid": qid, "lang": lang, "text": t, "source": "s", "split": "train", "relevant": {}}
-               for qid, lang, t in [("q-en", "en", "install a package"), ("q-ko", "ko", "패키지 설치")]]
-    labels = tmp_path / "train.jsonl"
-    labels.write_text(json.dumps({"qid": "q-en", "docs": [{"doc_id": "short"}, {"doc_id": "long"}, {"doc_id": "ko"}]})
-                      + "\n" + json.dumps({"qid": "q-ko", "docs": [{"doc_id": "ko"}]}) + "\n")
-    n = lambda q, d: len(tok.encode(q, docs[d]).ids)
-    window = n("install a package", "ko")  # the Korean answer just fits beside the English query
-    assert n("install a package", "short") <= window < n("install a package", "long")
-    got = window_holds(tok, corpus, queries, str(labels), window)
-    assert got["en"] == 2 / 3
-    # the Korean query is spelled out in jamo too, so the same answer beside it no longer fits
-    assert n("패키지 설치", "ko") > window and got["ko"] == 0.0
-    assert window_holds(tok, corpus, queries, str(labels), 10_000) == {"en": 1.0, "ko": 1.0}
+def test_the_served_default_has_a_card_rendered_from_its_folder():
+    assert (default_model() / "card.json").exists(), f"{default_model()} has no card.json"
+    assert default_model() in [p.resolve() for p in CARDS]
+
+
+@pytest.mark.parametrize("folder", CARDS, ids=[p.name for p in CARDS])
+def test_committed_card_regenerates_byte_for_byte(folder):
+    committed = (folder / "README.md").read_bytes()
+    assert card.render(str(folder)).encode() == committed, (
+        f"{folder}/README.md differs from what its card.json renders: run "
+        f"`python -m rradistill_toolkit.card --render-only {folder.name}` in models/ and commit the result")
+
+
+def _ood(now_en, now_ko, prev_en, prev_ko):
+    r = lambda a, b: {"now": {"MRR": a}, "prev": {"MRR": b}}
+    return {"sets": {"en": {"rankers": r(now_en, prev_en)}, "ko": {"rankers": r(now_ko, prev_ko)}}}
+
+
+@pytest.mark.parametrize("ood, ci, ships", [
+    (_ood(0.8, 0.9, 0.6, 0.5), [-0.01, 0.02], True),    # better out-of-domain, in-domain not lower
+    (_ood(0.8, 0.4, 0.6, 0.5), [0.01, 0.02], False),    # worse in Korean
+    (_ood(0.6, 0.9, 0.6, 0.5), [0.01, 0.02], False),    # a tie is not a win
+    (_ood(0.8, 0.9, 0.6, 0.5), [-0.05, -0.01], False),  # loses in-domain
+])
+def test_ship_rule(ood, ci, ships):
+    comparison = {"mean_difference": sum(ci) / 2, "ci95": ci}
+    assert card.ship_decision(ood, ood, comparison, "now", "prev")["ship"] is ships
+    assert card.ship_decision(ood, ood, None, "now", "prev")["ship"] is False
