@@ -34,7 +34,8 @@ help:
 	@echo "make bench  service vs bare ONNX Runtime throughput and latency (see README)"
 	@echo "make overload / make soak / make fuzz / make load-test   reliability runs (benches/README.md)"
 
-run: setup $(DEFAULT_MODEL)/model.onnx
+# Serving needs only ONNX Runtime's library and cargo: no training stack (PyTorch) here.
+run: $(ORT_LIB)
 	cargo build --release --locked --bin rradistill
 	exec ./target/release/rradistill --models-file $(MODELS_FILE) --port $(PORT)
 
@@ -45,6 +46,7 @@ test: setup fixtures
 	deploy/setup-test-tools.sh
 	$(PY) -m pytest -q models/tests
 	cargo test --locked --release -- --test-threads 2
+	cargo bench --locked --no-run
 	cargo build --locked --release --bin rradistill
 	$(PY) -m pytest -q tests/schemathesis
 	$(PY) -m pytest -q tests/clients
@@ -80,9 +82,11 @@ setup: $(ORT_LIB) $(VENV)/.installed
 
 # ONNX Runtime: only the shared library is needed (ort loads it at run time), so download
 # the wheel without its dependencies and take the one file out of it.
-$(ORT_LIB):
+# pip comes from the bare virtual environment (python3 -m venv, no packages installed yet), so
+# Debian's system python3 needs no pip of its own.
+$(ORT_LIB): | $(VENV)/bin/python
 	mkdir -p $(RUNTIME_DIR)/wheels $(dir $(ORT_LIB))
-	python3 -m pip download --quiet --no-deps --only-binary=:all: --dest $(RUNTIME_DIR)/wheels onnxruntime==$(ORT_VERSION)
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --dest $(RUNTIME_DIR)/wheels onnxruntime==$(ORT_VERSION)
 	python3 -c 'import sys, zipfile, glob; \
 	  w = glob.glob("$(RUNTIME_DIR)/wheels/onnxruntime-$(ORT_VERSION)-*.whl")[0]; \
 	  z = zipfile.ZipFile(w); \
