@@ -202,7 +202,7 @@ def test_prometheus_rule_carries_exactly_the_alert_rules():
     rule = one(base_resources(), "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["spec"] == yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text()), \
-        "deploy/kubernetes/prometheusrule.yaml and deploy/prometheus/alerts.yml differ"
+        "deploy/kubernetes/base/prometheusrule.yaml and deploy/prometheus/alerts.yml differ"
 
 
 @pytest.mark.parametrize("variant", ["cpu", "gpu"])
