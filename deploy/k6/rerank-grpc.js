@@ -5,8 +5,9 @@
 //   GRPC_ADDR=rradistill-grpc:50051 TARGET_RPS=50 k6 run deploy/k6/rerank-grpc.js
 //   K6_PROFILE=smoke k6 run deploy/k6/rerank-grpc.js                  # ~10 s
 //
-// Environment: GRPC_ADDR (default 127.0.0.1:50051), and as rerank-rest.js: K6_PROFILE,
-// TARGET_RPS, P95_MS, MODEL, TOP_N, MIN_DOCS, MAX_DOCS, QUERY_POOL, ZIPF_S, CACHE_BUST.
+// Environment: GRPC_ADDR (default 127.0.0.1:50051), and as rerank-rest.js: API_KEY (sent as
+// `authorization: Bearer` metadata, when set), K6_PROFILE, TARGET_RPS, P95_MS, MODEL, TOP_N,
+// MIN_DOCS, MAX_DOCS, QUERY_POOL, ZIPF_S, CACHE_BUST.
 // The server's cost comes back in the response's `meta` (nanoseconds) and is recorded in
 // the same Trends as the REST script's timing headers, in milliseconds.
 // Each VU keeps one HTTP/2 connection, as real gRPC clients do: against a Kubernetes
@@ -14,7 +15,7 @@
 import grpc from 'k6/net/grpc';
 import { check } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
-import { config, nextRequest, scenario } from './workload.js';
+import { authorization, config, nextRequest, scenario } from './workload.js';
 
 const GRPC_ADDR = __ENV.GRPC_ADDR || '127.0.0.1:50051';
 const P95_MS = __ENV.P95_MS || '1000';
@@ -54,7 +55,7 @@ export function rerank() {
   const { query, documents } = nextRequest();
   const request = { query, documents, topN: config.topN };
   if (config.model) request.model = config.model;
-  const res = client.invoke('rradistill.v1.Rerank/Rerank', request, { timeout: '30s' });
+  const res = client.invoke('rradistill.v1.Rerank/Rerank', request, { timeout: '30s', metadata: authorization() });
 
   failed.add(res.status !== grpc.StatusOK);
   overloaded.add(res.status === grpc.StatusResourceExhausted);

@@ -36,7 +36,15 @@ export const config = {
   topN: parseInt(__ENV.TOP_N || '10', 10),
   model: __ENV.MODEL || '',
   cacheBust: __ENV.CACHE_BUST === '1',
+  // The service's client key (its API_KEY), sent as a Bearer token when set; unset: no
+  // authorization header, for a service that runs without keys.
+  apiKey: __ENV.API_KEY || '',
 };
+
+// The authorization header (REST) or metadata (gRPC) for config.apiKey: empty without a key.
+export function authorization() {
+  return config.apiKey ? { authorization: `Bearer ${config.apiKey}` } : {};
+}
 
 // mulberry32: small, fast, seedable.
 function rng(seed) {

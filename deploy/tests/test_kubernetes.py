@@ -5,27 +5,38 @@ their required fields; and the cross-references that no schema sees (selectors, 
 drain timing, CPU sizing, the alert's queue budget, the models file) checked against each
 other, the Dockerfile and the alert rules."""
 import copy
+import hashlib
+import json
 import re
+import subprocess
 import tomllib
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from deploytools import DEPLOY, ROOT
+from deploytools import DEPLOY, ROOT, tool, unknown_metrics
 
 K8S = DEPLOY / "kubernetes"
+BASE = K8S / "base"
+SECRET_EXAMPLE = BASE / "secret-api-keys.example.yaml"
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+# The kustomization fields the renderer below models; any other field fails the tests, so a
+# tree never relies on something these tests do not render.
+KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "labels", "resources", "configMapGenerator", "patches", "images"}
+GENERATED = "__generated__"
 
 
 def load(path):
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def base_resources():
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    return [doc for name in kustomization["resources"] for doc in load(K8S / name)]
+def kustomization(directory):
+    k = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert set(k) <= KUSTOMIZATION_FIELDS, f"{directory}: fields not modelled here: {set(k) - KUSTOMIZATION_FIELDS}"
+    return k
 
 
 def one(resources, kind, name="rradistill"):
@@ -35,7 +46,8 @@ def one(resources, kind, name="rradistill"):
 
 
 def env_of(container):
-    return {e["name"]: e["value"] for e in container["env"]}
+    """The container's literal env values (the Secret's keys, read through valueFrom, left out)."""
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
 def strategic_merge(base, patch):
@@ -59,27 +71,102 @@ def strategic_merge(base, patch):
     return copy.deepcopy(patch)
 
 
-def gpu_resources():
-    kustomization = yaml.safe_load((K8S / "gpu/kustomization.yaml").read_text())
-    assert kustomization["resources"] == [".."]
-    resources = base_resources()
-    for entry in kustomization["patches"]:
-        patch = yaml.safe_load((K8S / "gpu" / entry["path"]).read_text())
+def configmap_hash(configmap):
+    """kustomize 5's name suffix of a generated ConfigMap: sha256 of Go's JSON of
+    {data, kind, name: ""} (sorted keys, <>& escaped), first 10 hex digits with 0 1 3 a e
+    swapped for g h k m t. Checked against `kubectl kustomize` (kustomize v5.5.0)."""
+    doc = json.dumps({"data": configmap["data"], "kind": "ConfigMap", "name": ""},
+                     sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    doc = doc.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return hashlib.sha256(doc.encode()).hexdigest()[:10].translate(str.maketrans("013ae", "ghkmt"))
+
+
+def accumulate(directory):
+    """One kustomization's resources with generated ConfigMaps still under their plain names:
+    resources (files, or directories built recursively), configMapGenerator (create or
+    replace), strategic-merge patches, image tags, then `labels` on everything."""
+    k = kustomization(directory)
+    resources = []
+    for entry in k.get("resources", []):
+        path = (directory / entry).resolve()
+        if path.is_dir():
+            # kustomize refuses a base that contains its overlay ("cycle detected").
+            assert not directory.resolve().is_relative_to(path), f"{directory} builds on {path}, which contains it"
+            resources += accumulate(path)
+        else:
+            resources += load(path)
+    for generator in k.get("configMapGenerator", []):
+        name = generator["name"]
+        configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": name, "labels": dict(generator.get("options", {}).get("labels", {}))},
+                     "data": {Path(f).name: (directory / f).read_text() for f in generator["files"]},
+                     GENERATED: True}
+        existing = [r for r in resources if r["kind"] == "ConfigMap" and r["metadata"]["name"] == name]
+        if generator.get("behavior", "create") == "create":
+            assert not existing, f"{directory}: ConfigMap {name} already exists"
+            resources.append(configmap)
+        else:
+            assert generator["behavior"] == "replace" and len(existing) == 1 and existing[0].get(GENERATED)
+            existing[0]["data"] = configmap["data"]
+            existing[0]["metadata"]["labels"].update(configmap["metadata"]["labels"])
+    for entry in k.get("patches", []):
+        patch = yaml.safe_load((directory / entry["path"]).read_text())
         target = one(resources, patch["kind"], patch["metadata"]["name"])
         resources[resources.index(target)] = strategic_merge(target, patch)
-    for image in kustomization["images"]:
+    for image in k.get("images", []):
         for r in resources:
             if r["kind"] == "Deployment":
                 for c in r["spec"]["template"]["spec"]["containers"]:
                     if c["image"].split(":")[0] == image["name"]:
                         c["image"] = f'{image["name"]}:{image["newTag"]}'
+    for entry in k.get("labels", []):
+        assert not entry.get("includeSelectors") and not entry.get("includeTemplates")
+        for r in resources:
+            r["metadata"].setdefault("labels", {}).update(entry["pairs"])
     return resources
 
 
+def render(directory):
+    """`kustomize build directory`, for the fields these trees use: generated ConfigMaps get
+    their content-hash suffix and the Deployments' references follow."""
+    resources = accumulate(directory)
+    renamed = {}
+    for r in resources:
+        if r.pop(GENERATED, False):
+            renamed[r["metadata"]["name"]] = f'{r["metadata"]["name"]}-{configmap_hash(r)}'
+            r["metadata"]["name"] = renamed[r["metadata"]["name"]]
+    for r in resources:
+        if r["kind"] == "Deployment":
+            pod = r["spec"]["template"]["spec"]
+            for volume in pod.get("volumes", []):
+                if "configMap" in volume:
+                    volume["configMap"]["name"] = renamed.get(volume["configMap"]["name"], volume["configMap"]["name"])
+            for container in pod["containers"]:
+                for e in container.get("env", []):
+                    ref = e.get("valueFrom", {}).get("configMapKeyRef")
+                    if ref:
+                        ref["name"] = renamed.get(ref["name"], ref["name"])
+    return resources
+
+
+def base_resources():
+    return render(K8S)
+
+
+def gpu_resources():
+    return render(K8S / "gpu")
+
+
 def test_kustomization_lists_every_manifest():
-    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
-    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert kustomization(K8S)["resources"] == ["base"]
+    base = kustomization(BASE)
+    listed = set(base["resources"]) | {f for g in base["configMapGenerator"] for f in g["files"]}
+    on_disk = {p.name for p in BASE.iterdir()} - {"kustomization.yaml", SECRET_EXAMPLE.name}
     assert listed == on_disk
+    gpu = kustomization(K8S / "gpu")
+    assert gpu["resources"] == ["../base"]
+    listed = {p["path"] for p in gpu["patches"]} | {f for g in gpu["configMapGenerator"] for f in g["files"]}
+    assert listed == {p.name for p in (K8S / "gpu").iterdir()} - {"kustomization.yaml"}
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -115,7 +202,7 @@ def test_prometheus_rule_carries_exactly_the_alert_rules():
     rule = one(base_resources(), "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["spec"] == yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text()), \
-        "deploy/kubernetes/prometheusrule.yaml and deploy/prometheus/alerts.yml differ"
+        "deploy/kubernetes/base/prometheusrule.yaml and deploy/prometheus/alerts.yml differ"
 
 
 @pytest.mark.parametrize("variant", ["cpu", "gpu"])
@@ -189,3 +276,95 @@ def test_deployment_wiring(variant):
         assert default[0]["execution_provider"] == "cpu"
         assert default[0]["sessions"] == int(env["SESSIONS"])
         assert default[0]["intra_threads"] == int(env["INTRA_THREADS"])
+
+
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_models_configmap_is_generated_with_a_content_hash(variant):
+    """The models file is a generated ConfigMap: its name carries its content's hash and the
+    Deployment mounts that name, so an edit of models.toml is a new pod template (a rollout)."""
+    resources = base_resources() if variant == "cpu" else gpu_resources()
+    configmaps = [r for r in resources if r["kind"] == "ConfigMap"]
+    assert len(configmaps) == 1
+    configmap = configmaps[0]
+    assert configmap["metadata"]["name"] == f"rradistill-models-{configmap_hash(configmap)}"
+    source = (BASE if variant == "cpu" else K8S / "gpu") / "models.toml"
+    assert configmap["data"] == {"models.toml": source.read_text()}
+    volumes = one(resources, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "models-file", "configMap": {"name": configmap["metadata"]["name"]}} in volumes
+    edited = dict(configmap, data={"models.toml": source.read_text() + "\n# edited\n"})
+    assert configmap_hash(edited) != configmap_hash(configmap), "an edit must rename the ConfigMap"
+    assert configmap["metadata"]["labels"]["app.kubernetes.io/name"] == "rradistill"
+
+
+def test_cpu_and_gpu_pods_mount_different_models_files():
+    cpu = one(base_resources(), "Deployment")["spec"]["template"]["spec"]["volumes"]
+    gpu = one(gpu_resources(), "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert cpu != gpu
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_api_keys_come_from_an_optional_secret(version):
+    """API_KEY and ADMIN_API_KEY (the service's variables, src/config.rs) are read from the
+    Secret of secret-api-keys.example.yaml, optionally (no Secret: no keys); the example is
+    a valid Secret, not applied by kustomize (a re-apply would overwrite real keys), and its
+    placeholders are values the service refuses as keys (an unedited copy cannot serve)."""
+    config = (ROOT / "src/config.rs").read_text()
+    (secret,) = load(SECRET_EXAMPLE)
+    kubernetes_validate.validate(secret, version, strict=True)
+    assert secret["kind"] == "Secret" and secret["type"] == "Opaque"
+    for resources in (base_resources(), gpu_resources()):
+        assert not [r for r in resources if r["kind"] == "Secret"], "kustomize must not apply the example Secret"
+        container = one(resources, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+        assert set(refs) == {"API_KEY", "ADMIN_API_KEY"}
+        for variable, ref in refs.items():
+            assert f'env = "{variable}"' in config
+            assert ref == {"name": secret["metadata"]["name"], "key": variable, "optional": True}
+            assert variable in secret["stringData"]
+    for value in secret["stringData"].values():
+        keys = value.split(",")  # API_KEY is comma-separated; each key: 16+ chars, no whitespace
+        assert any(len(k.strip()) < 16 or any(c.isspace() for c in k.strip()) for k in keys), \
+            f"placeholder {value!r} would be accepted as a real key"
+
+
+def test_gpu_autoscaler_scales_on_load_not_cpu():
+    """CPU pods scale on CPU; GPU pods on the service's own load signals, per pod, each one
+    served by a prometheus-adapter rule (deploy/prometheus/adapter-rules.yaml) over metrics
+    the service exports."""
+    cpu = one(base_resources(), "HorizontalPodAutoscaler")["spec"]["metrics"]
+    assert [m["resource"]["name"] for m in cpu] == ["cpu"]
+    hpa = one(gpu_resources(), "HorizontalPodAutoscaler")["spec"]
+    assert hpa["metrics"] and all(m["type"] == "Pods" for m in hpa["metrics"])
+    rules = {r["name"]["as"]: r for r in adapter_rules()}
+    for metric in hpa["metrics"]:
+        name = metric["pods"]["metric"]["name"]
+        assert name in rules, f"no prometheus-adapter rule exposes {name}"
+        assert metric["pods"]["target"]["type"] == "AverageValue"
+        assert not unknown_metrics(rules[name]["metricsQuery"] + rules[name]["seriesQuery"])
+    assert hpa["minReplicas"] >= 2 and hpa["maxReplicas"] > hpa["minReplicas"]
+
+
+def adapter_rules():
+    return yaml.safe_load((DEPLOY / "prometheus/adapter-rules.yaml").read_text())["rules"]["custom"]
+
+
+def test_adapter_rules_are_valid_promql(tmp_path):
+    """Each rule's seriesQuery and metricsQuery (its <<.Series>>, <<.LabelMatchers>> and
+    <<.GroupBy>> filled in as the adapter does for one pod) parse with promtool, and each
+    maps the namespace and pod labels to their resources."""
+    records = []
+    for i, rule in enumerate(adapter_rules()):
+        assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"},
+                                                  "pod": {"resource": "pod"}}
+        series = re.match(r"[a-z_]+", rule["seriesQuery"]).group(0)
+        assert re.fullmatch(rule["name"]["matches"], series)
+        query = (rule["metricsQuery"].replace("<<.Series>>", series)
+                 .replace("<<.LabelMatchers>>", 'namespace="default",pod="rradistill-0"')
+                 .replace("<<.GroupBy>>", "namespace, pod"))
+        assert "<<" not in query, query
+        records += [{"record": f"adapter:series_{i}", "expr": rule["seriesQuery"]},
+                    {"record": f"adapter:query_{i}", "expr": query}]
+    path = tmp_path / "adapter-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "adapter", "rules": records}]}))
+    result = subprocess.run([tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
