@@ -405,7 +405,7 @@ async fn the_service_serves_a_late_model() {
     let (status, _, error) = server
         .post(
             "/rerank",
-            &json!({"query": "short", "texts": ["short", group["documents"][0]]}),
+            &json!({"query": "short", "texts": ["short", group["documents"][0]], "truncate": false}),
         )
         .await;
     assert_eq!(status, 422, "{error}");

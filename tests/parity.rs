@@ -29,15 +29,24 @@ async fn service_scores_match_the_python_reference() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert!(!rows.is_empty());
-        // int8 dynamic quantization scales activations per tensor, over the whole batch, so
-        // a quantized model's score moves with its batch neighbours (measured on rra-bert-mini's
-        // logits: up to 0.36 for 0.5.0, 0.15 for 0.4.0, 0.28 for 0.3.0; rra-gpt-mini 0.18); fp32
-        // graphs (every fixture) must not move at all, which is where padding and masks are
-        // checked exactly. For int8 the bound is a sanity bound.
+        // Dynamic int8 quantization scales activations over the whole batch, so such a
+        // model's score moves with its batch neighbours (rra-bert-mini 0.5.0 moved up to 0.36
+        // on the logit, rra-gpt-mini 0.18): for those (precision "int8" or "int8 (dynamic)")
+        // the bound is a sanity bound. Static int8 (fixed, calibrated scales: the served
+        // students) must stay within 1e-3 padded in a batch, and fp32 graphs (every fixture)
+        // within 1e-4, which is where padding and masks are checked exactly.
         let manifest: Value =
             serde_json::from_str(&std::fs::read_to_string(folder.join("manifest.json")).unwrap())
                 .unwrap();
-        let int8 = manifest["precision"] == "int8";
+        let precision = manifest["precision"].as_str().unwrap_or("fp32");
+        let int8 = precision == "int8" || precision == "int8 (dynamic)";
+        let padded_tolerance = if int8 {
+            0.5
+        } else if precision.starts_with("int8") {
+            1e-3
+        } else {
+            1e-4
+        };
         let mut int8_drift = 0.0f64;
         let longest = rows
             .iter()
@@ -76,13 +85,12 @@ async fn service_scores_match_the_python_reference() {
                 .unwrap()["relevance_score"]
                 .as_f64()
                 .unwrap();
-            let padded_tolerance = if int8 { 0.5 } else { 1e-4 };
             if int8 {
                 int8_drift = int8_drift.max((padded - theirs).abs());
             }
             assert!(
                 (padded - theirs).abs() < padded_tolerance,
-                "{}: {row}: padded in a batch, service {padded}",
+                "{}: {row}: padded in a batch, service {padded} (bound {padded_tolerance}, {precision})",
                 folder.display()
             );
             checked += 1;

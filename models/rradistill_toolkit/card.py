@@ -144,8 +144,8 @@ def collect(work: str, model: str, ablation: str, teacher: str, previous: str, r
         "ablation": ab_name,
         "reproduce": reproduce,
         "data": data_summary(work),
-        "labels": {k: stats[k] for k in stats if k in ("queries", "ranked", "missing", "issues", "teacher", "ms_per_query")}
-        if stats else None,
+        "labels": {"queries": stats["queries"], "ranked": stats["buckets"].get("ranked", 0), "issues": stats["issues"],
+                   "teacher": stats["teacher"]} if stats else None,
         "training": cfg,
         "heldout": heldout_subset(ev, [name, *([ab_name] if ab_name else []), prev_name, *variants]),
         "ood": ood,
@@ -190,13 +190,14 @@ def main(argv=None) -> None:
     ap.add_argument("--ablation", default=None, help="its ablation's folder (the variant trained without TCL)")
     ap.add_argument("--teacher", default="scorer:e5")
     ap.add_argument("--previous", default="rra-bert-mini 0.5.0")
+    ap.add_argument("--reproduce", default=REPRODUCE, help="the command that made the model (the pipeline's own)")
     a = ap.parse_args(argv)
     if a.render_only:
         write(a.render_only)
         return
     if not a.model:
         ap.error("--model is required unless --render-only")
-    write_json(os.path.join(a.model, "card.json"), collect(a.work, a.model, a.ablation, a.teacher, a.previous))
+    write_json(os.path.join(a.model, "card.json"), collect(a.work, a.model, a.ablation, a.teacher, a.previous, a.reproduce))
     write(a.model)
     print(f"card: wrote {a.model}/README.md and card.json")
 
