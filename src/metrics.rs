@@ -2,8 +2,11 @@
 //!
 //! Names follow Hugging Face TEI's `te_*` where the meaning is the same, so dashboards built
 //! for TEI work unchanged; what TEI lacks is `rradistill_*`. Every series carries a `model`
-//! label (sum over it for TEI's unlabelled view). Durations are in seconds. The README's
-//! metrics table documents each one.
+//! label (sum over it for TEI's unlabelled view). Durations are in seconds; counters end in
+//! `_total` and durations in `_seconds`, as Prometheus' conventions ask (TEI's `te_*` names are
+//! kept as TEI has them). The process itself (`process_*`: resident memory, CPU seconds, open
+//! file descriptors, start time) and `rradistill_build_info` come with every scrape. The
+//! README's metrics table documents each one.
 
 use prometheus::{
     exponential_buckets, linear_buckets, Encoder, GaugeVec, HistogramOpts, HistogramVec,
@@ -63,6 +66,26 @@ fn seconds() -> Vec<f64> {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "rradistill_build_info",
+                "Always 1; the labels say which build is running",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry
+            .register(Box::new(build_info))
+            .expect("unique metric");
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry
@@ -130,7 +153,7 @@ impl Metrics {
                 exponential_buckets(16.0, 2.0, 14).expect("static buckets"),
             ),
             batch_inference_duration: histogram(
-                "rradistill_batch_inference_duration",
+                "rradistill_batch_inference_duration_seconds",
                 "ONNX Runtime time per batch, seconds",
                 seconds(),
             ),
@@ -141,26 +164,26 @@ impl Metrics {
             ),
             queue_size: gauge("te_queue_size", "Pairs waiting for a batch"),
             queued_tokens: gauge("rradistill_queued_tokens", "Tokens admitted and not yet answered"),
-            cache_hits: counter("rradistill_cache_hits", "Pairs answered from the score cache", &["model"]),
-            cache_misses: counter("rradistill_cache_misses", "Pairs not in the score cache", &["model"]),
+            cache_hits: counter("rradistill_cache_hits_total", "Pairs answered from the score cache", &["model"]),
+            cache_misses: counter("rradistill_cache_misses_total", "Pairs not in the score cache", &["model"]),
             items_dropped: counter(
-                "rradistill_items_dropped",
+                "rradistill_items_dropped_total",
                 "Pairs dropped before inference because their request went away",
                 &["model"],
             ),
-            batch_failures: counter("rradistill_batch_failures", "Batches whose inference failed", &["model"]),
+            batch_failures: counter("rradistill_batch_failures_total", "Batches whose inference failed", &["model"]),
             experiment_requests: counter(
-                "rradistill_experiment_requests",
+                "rradistill_experiment_requests_total",
                 "Re-rank requests an experiment routed, by variant and how it was assigned (sticky, random, forced)",
                 &["experiment", "variant", "by"],
             ),
             shadow_comparisons: counter(
-                "rradistill_shadow_comparisons",
+                "rradistill_shadow_comparisons_total",
                 "Requests scored again by a shadow model, by outcome (compared, skipped_overloaded, failed)",
                 &["model", "shadow", "outcome"],
             ),
             shadow_top1_agreements: counter(
-                "rradistill_shadow_top1_agreements",
+                "rradistill_shadow_top1_agreements_total",
                 "Shadow comparisons where both models ranked the same document first",
                 &["model", "shadow"],
             ),
@@ -177,7 +200,7 @@ impl Metrics {
                 registry.register(Box::new(h.clone())).expect("unique metric");
                 h
             },
-            reloads: counter("rradistill_reloads", "Model reloads, by outcome (ok, failed)", &["outcome"]),
+            reloads: counter("rradistill_reloads_total", "Model reloads, by outcome (ok, failed)", &["outcome"]),
             in_flight_requests: gauge(
                 "rradistill_in_flight_requests",
                 "Re-rank requests admitted and not yet answered",

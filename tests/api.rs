@@ -318,7 +318,7 @@ async fn the_cache_answers_repeated_pairs_and_keys_on_truncation() {
         )
         .await;
     assert_eq!(cut["meta"]["cache_hits"], 0);
-    assert!(server.metric("rradistill_cache_hits").await >= 16.0);
+    assert!(server.metric("rradistill_cache_hits_total").await >= 16.0);
     server.stop().await;
 
     let uncached = TestServer::start(&["--cache-capacity", "0"]).await;
@@ -674,7 +674,12 @@ async fn operational_endpoints() {
         "te_batch_next_tokens_count",
         "te_queue_size",
         "rradistill_batch_padding_ratio_count",
-        "rradistill_cache_misses",
+        "rradistill_batch_inference_duration_seconds_count",
+        "rradistill_cache_misses_total",
+        "rradistill_build_info{version=",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(name)),

@@ -122,7 +122,7 @@ async fn pairs_of_a_request_whose_client_left_are_dropped() {
         .post("/v1/rerank", &json!({"query": "q", "documents": ["d"]}))
         .await;
     assert_eq!(status, 200);
-    let dropped = server.metric("rradistill_items_dropped").await;
+    let dropped = server.metric("rradistill_items_dropped_total").await;
     let (_, text) = server.get_text("/metrics").await;
     let counts: Vec<&str> = text
         .lines()

@@ -40,7 +40,7 @@ async fn a_failing_batch_fails_only_its_requests() {
     for (status, _, body) in &answers[1..] {
         assert_eq!(*status, 200, "a request in other batches failed: {body}");
     }
-    assert_eq!(server.metric("rradistill_batch_failures").await, 1.0);
+    assert_eq!(server.metric("rradistill_batch_failures_total").await, 1.0);
     let (_, text) = server.get_text("/metrics").await;
     assert!(
         text.contains(r#"te_request_failure{err="inference",model="encoder-faulty-fixture"} 1"#),

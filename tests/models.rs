@@ -300,7 +300,7 @@ async fn experiments_assign_sticky_variants_in_proportion() {
     let (_, metrics) = server.get_text("/metrics").await;
     assert!(
         metrics.contains(
-            "rradistill_experiment_requests{by=\"sticky\",experiment=\"ab\",variant=\"decoder\"}"
+            "rradistill_experiment_requests_total{by=\"sticky\",experiment=\"ab\",variant=\"decoder\"}"
         ),
         "{metrics}"
     );
@@ -344,9 +344,9 @@ async fn a_shadow_model_reports_how_far_it_agrees() {
         &format!("rradistill_shadow_kendall_tau_sum{labels}"),
     );
     assert!((-5.0..=5.0).contains(&tau_sum), "{tau_sum}");
-    assert!(metrics.contains("rradistill_shadow_comparisons{model=\"encoder\",outcome=\"compared\",shadow=\"decoder\"} 5"), "{metrics}");
+    assert!(metrics.contains("rradistill_shadow_comparisons_total{model=\"encoder\",outcome=\"compared\",shadow=\"decoder\"} 5"), "{metrics}");
     assert!(
-        metrics.contains("rradistill_shadow_top1_agreements"),
+        metrics.contains("rradistill_shadow_top1_agreements_total"),
         "{metrics}"
     );
     let (_, text) = server.get_text("/info").await;
@@ -493,7 +493,7 @@ async fn reload_under_load_drops_nothing_and_never_serves_stale_cache() {
         "v1's cached scores served for v2"
     );
     assert_eq!(
-        server.metric("rradistill_reloads{outcome=\"ok\"}").await,
+        server.metric("rradistill_reloads_total{outcome=\"ok\"}").await,
         2.0
     );
 
@@ -519,7 +519,7 @@ async fn reload_under_load_drops_nothing_and_never_serves_stale_cache() {
     assert_eq!(body["meta"]["model_version"], "v2");
     assert_eq!(
         server
-            .metric("rradistill_reloads{outcome=\"failed\"}")
+            .metric("rradistill_reloads_total{outcome=\"failed\"}")
             .await,
         2.0
     );

@@ -96,11 +96,11 @@ def test_dashboard_and_alert_metrics_are_exported(service):
     used = set()
     for path in [DEPLOY / "prometheus/alerts.yml", DEPLOY / "grafana/rradistill.json"]:
         used |= set(re.findall(r"\b((?:te|rradistill)_[a-z0-9_]+)", path.read_text()))
-    event_counters = {"te_request_failure", "rradistill_batch_failures", "rradistill_items_dropped",
+    event_counters = {"te_request_failure", "rradistill_batch_failures_total", "rradistill_items_dropped_total",
                       # only once an experiment routes, a shadow compares, a reload happens
-                      "rradistill_experiment_requests", "rradistill_shadow_comparisons",
-                      "rradistill_shadow_kendall_tau", "rradistill_shadow_top1_agreements",
-                      "rradistill_reloads"}
+                      "rradistill_experiment_requests_total", "rradistill_shadow_comparisons_total",
+                      "rradistill_shadow_kendall_tau", "rradistill_shadow_top1_agreements_total",
+                      "rradistill_reloads_total"}
     for metric in sorted(used):
         base_name = metric_family(metric)
         if base_name in event_counters or base_name in pending_metrics_missing():

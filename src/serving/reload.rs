@@ -4,7 +4,7 @@
 //! force when it starts and keeps the model it was routed to until it finishes, while a
 //! reload builds a whole new registry beside it (unchanged models kept, changed and new ones
 //! loaded and warmed up) and swaps it in at once. One reload runs at a time; a reload that
-//! fails changes nothing and is counted (`rradistill_reloads{outcome="failed"}`).
+//! fails changes nothing and is counted (`rradistill_reloads_total{outcome="failed"}`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
