@@ -43,6 +43,9 @@ pub struct Metrics {
     /// Admission (`src/batch/admission.rs`): what it holds, targets, expects and measures.
     pub in_flight_requests: IntGaugeVec,
     pub max_queue_wait_seconds: GaugeVec,
+    /// The configured limits, so dashboards and alerts divide by them instead of typing them.
+    pub max_queued_tokens: IntGaugeVec,
+    pub max_concurrent_requests: IntGaugeVec,
     pub expected_queue_wait_seconds: GaugeVec,
     pub throughput_tokens_per_second: GaugeVec,
 }
@@ -209,6 +212,14 @@ impl Metrics {
                 &registry,
                 "rradistill_max_queue_wait_seconds",
                 "The admission wait target (--max-queue-wait-ms), seconds",
+            ),
+            max_queued_tokens: gauge(
+                "rradistill_max_queued_tokens",
+                "The admission token budget (--max-queue-tokens): queued tokens above it get 429",
+            ),
+            max_concurrent_requests: gauge(
+                "rradistill_max_concurrent_requests",
+                "The admission request limit (--max-concurrent-requests)",
             ),
             expected_queue_wait_seconds: float_gauge(
                 &registry,

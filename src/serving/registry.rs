@@ -283,6 +283,14 @@ impl Registry {
             .max_queue_wait_seconds
             .with_label_values(&[&descriptor.name])
             .set(limits.max_queue_wait.as_secs_f64());
+        metrics
+            .max_queued_tokens
+            .with_label_values(&[&descriptor.name])
+            .set(i64::try_from(limits.max_queue_tokens).unwrap_or(i64::MAX));
+        metrics
+            .max_concurrent_requests
+            .with_label_values(&[&descriptor.name])
+            .set(i64::try_from(limits.max_concurrent_requests).unwrap_or(i64::MAX));
         ServedModel {
             descriptor,
             ranker,
