@@ -8,7 +8,7 @@ The checks themselves live in ``checks``; RRA-GPT's exporter is ``export_gpt``.
 
 Steps:
 1. ``torch.onnx.export`` (TorchScript exporter, opset 17) of the encoder and its [CLS]
-   head only (``train.ClsScorer``): inputs ``input_ids``, ``attention_mask``,
+   head only (``students.encoder.ClsScorer``): inputs ``input_ids``, ``attention_mask``,
    ``token_type_ids`` int64 ``[batch, sequence]``, output ``logits`` float32 ``[batch, 1]``;
    batch and sequence axes dynamic. The graph holds no Term Control Layer.
 2. Parity: PyTorch vs ONNX Runtime fp32 logits on real (query, document) pairs; the max
@@ -79,8 +79,8 @@ def real_pairs(data_dir, prerank_path, n_queries: int = 8, per_query: int = 6) -
 def encode_feed(tok, pairs: list[tuple[str, str]]):
     """The service's encoder feed for (query, document) pairs, padded to the longest; a query
     that would leave its document under 32 tokens of the window is cut as in training
-    (``train.fit_query``: pair truncation alone would fail on it)."""
-    from .train import fit_query
+    (``students.encoder.fit_query``: pair truncation alone would fail on it)."""
+    from .students.encoder import fit_query
 
     encs = tok.encode_batch([(fit_query(tok, q), d) for q, d in pairs])
     width = max(len(e.ids) for e in encs)
@@ -112,7 +112,7 @@ def spearman(a, b) -> float:
 def export_onnx(encoder, path: str) -> None:
     import torch
 
-    from .train import ClsScorer
+    from .students.encoder import ClsScorer
 
     model = ClsScorer(encoder).eval()
     dummy = {k: torch.ones((2, 16), dtype=torch.long) for k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -134,7 +134,7 @@ def export(student_dir: str, out_dir: str, precision: str, pairs_data: str, prer
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from . import assets
-    from .train import ClsScorer, load_student_encoder, load_tokenizer
+    from .students.encoder import ClsScorer, load_student_encoder, load_tokenizer
 
     cfg = json.load(open(os.path.join(student_dir, "train_config.json")))
     window = max_length or cfg["max_length"]
@@ -390,7 +390,7 @@ def write_reference(model_dir: str, window: int) -> None:
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    from .train import fit_query
+    from .students.encoder import fit_query
 
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     tok.enable_truncation(max_length=window, strategy="only_second")

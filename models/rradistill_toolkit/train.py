@@ -56,13 +56,6 @@ STUDENT_DEFAULTS = {
     decoder_student.KIND: {"max_length": 256, "lr": 3e-5, "head_lr": 1e-3, "save_every": 25, "candidates": 8},
 }
 
-# Kept importable from here: other stages and tests use the encoder's helpers by these names.
-ClsScorer = encoder_student.ClsScorer
-fit_query = encoder_student.fit_query
-load_tokenizer = encoder_student.load_tokenizer
-load_student_encoder = encoder_student.load_student_encoder
-encode_pairs = encoder_student.encode_pairs
-select_positions = encoder_student.select_positions
 
 
 class ListwiseDataset:

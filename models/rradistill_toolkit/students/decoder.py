@@ -308,7 +308,7 @@ def export_onnx(model: RRAGpt, path: str | os.PathLike) -> None:
 
 def save_student(model: RRAGpt, out_dir, config: dict) -> None:
     """``lm/`` (transformers folder), ``rank_head.pt``, ``train_config.json``."""
-    from .common import write_json
+    from ..common import write_json
 
     os.makedirs(out_dir, exist_ok=True)
     model.lm.save_pretrained(os.path.join(out_dir, "lm"))
