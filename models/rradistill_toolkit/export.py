@@ -319,11 +319,11 @@ def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str
 
     # 4. int8: calibrated static (served) and, for the record, dynamic.
     calib = [late.feed_numpy(tok, [(q, d) for d in docs[:8]])
-             for _, q, docs in calibration_pairs(data_dir, prerank, calibration_queries)]
+             for _, q, docs in calibration_pairs(data_dir, prerank, calibration_queries) if len(docs) >= 8]
     graphs = {"fp32": fp32}
     for method in (["static", "dynamic"] if variants else [quantization]) if quantization != "fp32" else []:
         path = os.path.join(work, f"model.int8-{method}.onnx")
-        report.setdefault("quantization", {})[method] = quantize.quantize(fp32, path, method, calib)
+        report.setdefault("quantization", {})[method] = quantize.quantize(fp32, path, method, calib, pad_id=tok.pad_id)
         graphs[method] = path
 
     os.makedirs(out_dir, exist_ok=True)

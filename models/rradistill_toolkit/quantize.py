@@ -47,8 +47,30 @@ class FeedReader:
         self.i = 0
 
 
+def same_shapes(feeds: list[dict], pad_id: int = 0) -> list[dict]:
+    """The calibration feeds padded to one shape per input (the percentile calibrator stacks
+    every run's activations, so they must agree): ids with ``pad_id``, masks with 0. Padding
+    is masked, as it is within any batch, so no pair's scores change."""
+    out = [dict(f) for f in feeds]
+    for name in feeds[0]:
+        shapes = {f[name].shape for f in feeds}
+        if len(shapes) == 1:
+            continue
+        if len({s[:-1] for s in shapes}) != 1:
+            raise ValueError(f"calibration input {name!r}: feeds differ in more than their length: "
+                             f"{sorted(shapes)} (give every feed the same number of queries and documents)")
+        target = next(iter(shapes))[:-1] + (max(s[-1] for s in shapes),)
+        fill = 0 if "mask" in name else pad_id
+        for f in out:
+            a = f[name]
+            padded = np.full(target, fill, dtype=a.dtype)
+            padded[tuple(slice(0, d) for d in a.shape)] = a
+            f[name] = padded
+    return out
+
+
 def quantize(fp32_path: str, out_path: str, method: str, calibration: list[dict] | None = None,
-             percentile: float = 99.999) -> dict:
+             percentile: float = 99.999, pad_id: int = 0) -> dict:
     """Writes the int8 graph; returns what was done (for the export report)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
@@ -65,7 +87,7 @@ def quantize(fp32_path: str, out_path: str, method: str, calibration: list[dict]
     quant_pre_process(fp32_path, pre, skip_symbolic_shape=True)
     try:
         quantize_static(
-            pre, out_path, FeedReader(calibration),
+            pre, out_path, FeedReader(same_shapes(calibration, pad_id)),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=["MatMul", "Gemm", "Gather"],
             per_channel=True,
