@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import time
 
@@ -127,8 +128,10 @@ def run(args) -> dict:
         # compare every method on the queries that every teacher labelled
         common = set.intersection(*(set(v) for v in labels.values()))
         queries = [q for q in queries if q["qid"] in common]
-    if args.max_queries:
-        queries = queries[: args.max_queries]
+    if args.max_queries and len(queries) > args.max_queries:
+        # a seeded sample, so every source and both languages stay in it (the file is in source order)
+        keep = set(q["qid"] for q in random.Random(args.seed).sample(queries, args.max_queries))
+        queries = [q for q in queries if q["qid"] in keep]
     qids = [q["qid"] for q in queries]
     lang = {q["qid"]: q["lang"] for q in queries}
 
@@ -295,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--student", nargs="*", metavar="NAME=MODEL_DIR")
     ap.add_argument("--common-queries", action="store_true", help="only queries every teacher labelled")
     ap.add_argument("--max-queries", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the --max-queries sample's seed")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(WORK_DIR / "eval"))
     return ap

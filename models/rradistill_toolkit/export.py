@@ -255,7 +255,7 @@ def platt(scores: np.ndarray, labels: np.ndarray, iters: int = 200) -> tuple[flo
 
 def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str, prerank: str, labels: str | None,
                 name: str, version: str, threads: int = 2, variants: bool = False,
-                calibration_queries: int = 48) -> dict:
+                calibration_queries: int = 24) -> dict:
     """The late-interaction student: calibrated, vocabulary trimmed, ONNX, checked, int8."""
     import onnx
     import torch

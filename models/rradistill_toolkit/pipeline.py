@@ -22,7 +22,7 @@ RRA-BERT-m (the default):
               (documents) / 160 (queries), bf16 autocast where the CPU has it
   export      calibrated (Platt), vocabulary trimmed to the served scripts, static int8
               (the fp32 and dynamic-int8 variants kept in the work folder for comparison)
-  evaluate    held-out queries per language and per source, against ground truth and the
+  evaluate    held-out queries (a seeded sample of ``--eval-queries``) per language and per source, against ground truth and the
               teacher, beside BM25, the teacher, the ablation, the int8 variants and the
               previous version (rra-bert-mini 0.5.0, taken from the git history)
   ood         the dev sets through the running service (the release binary, on loopback)
@@ -106,12 +106,14 @@ def late(a) -> None:
     run(["prerank", "--data", data, "--candidates", cands, "--out", pre, "--scorer", "bm25"], skip_if=pre)
     common = ["--data", data, "--prerank", pre, "--cache-dir", f"{w}/cache"]
     teacher_labels = f"{lab}/{slug(a.teacher)}.all.jsonl"
-    run(["labels", *common, "--teacher", a.teacher, "--split", "all", "--out", teacher_labels])
+    stats = lambda path: path.rsplit(".jsonl", 1)[0] + ".stats.json"  # written when a label run completes
+    run(["labels", *common, "--teacher", a.teacher, "--split", "all", "--out", teacher_labels],
+        skip_if=stats(teacher_labels))
     test_labels = {slug(a.teacher): teacher_labels}
     for t in TEACHER_CANDIDATES_EN if not a.skip_teacher_comparison else []:
         test_labels[slug(t)] = f"{lab}/{slug(t)}.test-en-sample.jsonl"
         run(["labels", *common, "--teacher", t, "--split", "test", "--lang", "en", "--sample",
-             str(a.teacher_sample), "--out", test_labels[slug(t)]])
+             str(a.teacher_sample), "--out", test_labels[slug(t)]], skip_if=stats(test_labels[slug(t)]))
     run(["ood", "--student", "--teacher", "e5", "mpnet", "minilm", "--out", f"{w}/ood-teachers.json"],
         skip_if=f"{w}/ood-teachers.json")
 
@@ -138,7 +140,7 @@ def late(a) -> None:
          "--reference", slug(a.teacher), "--student", f"rra-bert-m={outs['rra-bert-m']}",
          f"rra-bert-m-no-tcl={outs['rra-bert-m-no-tcl']}", f"rra-bert-m-fp32={variants}/fp32",
          f"rra-bert-m-int8-dynamic={variants}/dynamic", f"{PREVIOUS[2].replace(' ', '-')}={prev}",
-         "--out", f"{w}/eval"], skip_if=f"{w}/eval/eval.json")
+         "--max-queries", str(a.eval_queries), "--out", f"{w}/eval"], skip_if=f"{w}/eval/eval.json")
     run(["ood", "--service-binary", str(REPO_ROOT / "target/release/rradistill"),
          "--serve", f"rra-bert-m={outs['rra-bert-m']}", f"rra-bert-m-no-tcl={outs['rra-bert-m-no-tcl']}",
          f"rra-bert-mini-0.5.0={prev}", "--teacher", "e5", "--out", f"{w}/ood.json"], skip_if=f"{w}/ood.json")
@@ -147,7 +149,7 @@ def late(a) -> None:
              "--max-queries", str(a.loso_queries), "--eval-queries", str(a.loso_eval_queries), "--freeze-layers", str(a.freeze_layers), "--lr", str(a.lr),
              "--head-lr", str(a.head_lr)])
     run([str(REPO_ROOT / "benches" / "students.py"), "--model", f"rra-bert-mini-0.5.0={prev}",
-         "--model", f"rra-bert-m={outs['rra-bert-m']}", "--pairs", "ood", "heldout", "--json", f"{w}/cost.json"],
+         "--model", f"rra-bert-m={outs['rra-bert-m']}", "--pairs", "ood", "heldout", "--heldout-queries", "20", "--rounds", "3", "--json", f"{w}/cost.json"],
         skip_if=f"{w}/cost.json", module=False)
     run(["card", "--work", w, "--model", outs["rra-bert-m"], "--ablation", outs["rra-bert-m-no-tcl"],
          "--teacher", a.teacher, "--previous", PREVIOUS[2], "--reproduce", a.reproduce])
@@ -195,6 +197,8 @@ def main(argv=None) -> None:
     ap.add_argument("--loso-queries", type=int, default=150, help="training queries of each leave-one-out run")
     ap.add_argument("--loso-eval-queries", type=int, default=100, help="queries of the left-out family each run ranks")
     ap.add_argument("--skip-loso", action="store_true")
+    ap.add_argument("--eval-queries", type=int, default=300,
+                    help="held-out queries the evaluate stage ranks (a seeded sample across sources; 0: all)")
     ap.add_argument("--version", default="0.6.0")
     ap.add_argument("--layers", type=int, default=6, help="gpt: decoder blocks kept")
     ap.add_argument("--alpha", type=float, default=0.5, help="gpt: weight of L_cls")
