@@ -144,6 +144,8 @@ def test_static_int8_is_batch_independent_and_dynamic_is_not(e5, tmp_path):
     assert results["dynamic"]["max_abs_diff"] > results["static"]["max_abs_diff"]
 
 
+@pytest.mark.xfail(strict=True, reason="issue 14: the default is still rra-bert-mini 0.5.0, dynamic int8 (scores move "
+                   "with batch neighbours); its static-int8 successor did not pass its ship rule")
 def test_served_student_is_batch_independent_within_1e3():
     """The committed default student: each pair alone equals the same pair in a padded batch
     with other queries' pairs, on its int8 graph (the service's parity test checks the same
