@@ -587,6 +587,8 @@ async fn sighup_reloads_the_models_file() {
 }
 
 /// `make run` serves `models/models.toml`: it must load, and every model in it must answer.
+/// Every committed model folder is in it, or (a student not ready to serve, such as the
+/// untrained decoder) in a models file of its own, `models/<name>.toml`, which loads too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_models_file_serves_every_reference_model() {
     let file = common::repo().join("models/models.toml");
@@ -607,10 +609,21 @@ async fn the_shipped_models_file_serves_every_reference_model() {
     {
         if entry.path().join("model.onnx").is_file() {
             let name = entry.file_name().into_string().unwrap();
+            if models.contains(&name) {
+                continue;
+            }
+            let own = common::repo().join(format!("models/{name}.toml"));
             assert!(
-                models.contains(&name),
-                "models/{name} is not in models/models.toml"
+                own.is_file(),
+                "models/{name} is neither in models/models.toml nor in a models/{name}.toml of its own"
             );
+            let alone = serve(&own, &[]).await;
+            let (status, _, body) = alone
+                .post("/v1/rerank", &request("install a package offline"))
+                .await;
+            assert_eq!(status, 200, "{name} from {}: {body}", own.display());
+            assert_eq!(body["model"], json!(name));
+            alone.stop().await;
         }
     }
     for model in &models {
