@@ -20,7 +20,7 @@ SMOLLM2_GGUF  := $(RUNTIME_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 PORT          ?= 8080
 # The default model (benchmarks, reliability runs): the folder named in models/DEFAULT.
 DEFAULT_MODEL := $(shell sed -e 's/\#.*//' -e '/^\s*$$/d' models/DEFAULT | head -n1)
-# What `make run` serves: every reference model, through the shipped models file.
+# What `make run` serves: the students ready to serve, through the shipped models file.
 MODELS_FILE   := models/models.toml
 
 export ORT_DYLIB_PATH ?= $(abspath $(ORT_LIB))
