@@ -48,7 +48,7 @@ def test_runtime_stage_starts_from_its_environment(tmp_path):
     env.update(
         ORT_DYLIB_PATH=str(tmp_path) + env["ORT_DYLIB_PATH"],
         LD_LIBRARY_PATH=str(tmp_path) + env["LD_LIBRARY_PATH"],
-        MODEL_DIR=str(fixture),  # the image's /app/models/rra-bert-mini is not committed yet
+        MODEL_DIR=str(fixture),  # a small fixture stands in for the image's /app/models folder (faster)
         HOST="127.0.0.1", PORT=str(port), GRPC_PORT=str(grpc_port),
         PATH=os.environ["PATH"])
     proc = subprocess.Popen([str(binary)], env=env, cwd=tmp_path,
