@@ -63,22 +63,23 @@ def slug(teacher: str) -> str:
         {"local-llm": "smollm2", "openai": "openai"}.get(teacher, teacher)
 
 
+def start(args: list[str], module: bool = True) -> subprocess.Popen:
+    """One stage as its own process under ``nice``, in ``models/``, offline."""
+    cmd = ["nice", "-n", "10", sys.executable, *(["-m", f"rradistill_toolkit.{args[0]}"] if module else [args[0]]),
+           *args[1:]]
+    print("pipeline: " + " ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.Popen(cmd, cwd=MODELS_DIR, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+
+
 def run(args: list[str], skip_if: str | None = None, module: bool = True) -> None:
     if skip_if and os.path.exists(skip_if):
         print(f"pipeline: {skip_if} exists, skipping {args[0]}", file=sys.stderr)
         return
-    cmd = ["nice", "-n", "10", sys.executable, *(["-m", f"rradistill_toolkit.{args[0]}"] if module else [args[0]]),
-           *args[1:]]
-    print("pipeline: " + " ".join(cmd), file=sys.stderr, flush=True)
-    subprocess.run(cmd, check=True, cwd=MODELS_DIR, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    run_parallel([args], module)
 
 
-def run_parallel(commands: list[list[str]]) -> None:
-    procs = []
-    for args in commands:
-        cmd = ["nice", "-n", "10", sys.executable, "-m", f"rradistill_toolkit.{args[0]}", *args[1:]]
-        print("pipeline: " + " ".join(cmd), file=sys.stderr, flush=True)
-        procs.append(subprocess.Popen(cmd, cwd=MODELS_DIR, env=dict(os.environ, HF_HUB_OFFLINE="1")))
+def run_parallel(commands: list[list[str]], module: bool = True) -> None:
+    procs = [start(args, module) for args in commands]
     failed = [p.args for p in procs if p.wait() != 0]
     if failed:
         raise SystemExit(f"pipeline: failed: {failed}")
