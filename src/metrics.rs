@@ -80,11 +80,14 @@ impl Metrics {
                 "rradistill_build_info",
                 "Always 1; the labels say which build is running",
             ),
-            &["version"],
+            &["version", "onnxruntime"],
         )
         .expect("valid metric");
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                crate::runtime::loaded_version().unwrap_or("not loaded"),
+            ])
             .set(1);
         registry
             .register(Box::new(build_info))

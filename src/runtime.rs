@@ -5,6 +5,8 @@
 //! (`--ort-dylib-path` / `ORT_DYLIB_PATH`). A missing or unloadable library is an error that
 //! names the path tried; `ort::init()` (which panics) is never called. ONNX Runtime allows
 //! one environment per process, so the result is memoised: later calls get the same answer.
+//! The version reported (`/info`, `rradistill_build_info`) is the loaded library's own
+//! (`OrtGetApiBase()->GetVersionString()`), not the one the Makefile fetches.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -17,6 +19,38 @@ pub const ORT_VERSION: &str = "1.32.0";
 static ENVIRONMENT: OnceLock<
     std::result::Result<(PathBuf, ort::environment::Environment), String>,
 > = OnceLock::new();
+static LOADED_VERSION: OnceLock<String> = OnceLock::new();
+
+/// The version string of the ONNX Runtime library this process loaded (e.g. "1.32.0"), once
+/// [`init`] has succeeded.
+pub fn loaded_version() -> Option<&'static str> {
+    LOADED_VERSION.get().map(String::as_str)
+}
+
+/// Asks the library itself. It is already open (ort opened it), so this only takes another
+/// reference to the same handle and releases it.
+fn library_version(path: &Path) -> Option<String> {
+    // SAFETY: `path` is the ONNX Runtime library ort has just loaded and validated;
+    // `OrtGetApiBase` is its C entry point, returning a pointer to a static struct whose
+    // `GetVersionString` returns a static NUL-terminated string.
+    unsafe {
+        let library = libloading::Library::new(path).ok()?;
+        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+            library.get(b"OrtGetApiBase").ok()?;
+        let base = get_base();
+        if base.is_null() {
+            return None;
+        }
+        let version = ((*base).GetVersionString)();
+        if version.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(version)
+            .to_str()
+            .ok()
+            .map(str::to_owned)
+    }
+}
 
 /// Opens the ONNX Runtime shared library at `path` and creates the process's environment.
 ///
@@ -59,6 +93,9 @@ fn load(path: &Path) -> std::result::Result<ort::environment::Environment, Strin
             path.display()
         )
     })?;
+    if let Some(version) = library_version(path) {
+        let _ = LOADED_VERSION.set(version);
+    }
     builder
         .with_name("rradistill")
         .with_telemetry(false)

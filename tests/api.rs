@@ -653,6 +653,14 @@ async fn operational_endpoints() {
     assert_eq!(model["max_sequence_length"], 128);
     assert_eq!(info["limits"]["max_documents"], 1000);
     assert_eq!(info["models"][0]["batching"]["max_batch_size"], 16);
+    // The version is the loaded library's own: the one its file is named after.
+    let ort_version = info["onnxruntime_version"].as_str().unwrap().to_string();
+    assert!(ort_version.split('.').count() == 3, "{ort_version}");
+    if let Ok(path) = std::env::var("ORT_DYLIB_PATH") {
+        if let Some((_, suffix)) = path.rsplit_once(".so.") {
+            assert_eq!(ort_version, suffix, "{path}");
+        }
+    }
 
     server
         .post(
@@ -688,6 +696,10 @@ async fn operational_endpoints() {
             "metric {name} missing"
         );
     }
+    assert!(
+        text.contains(&format!("onnxruntime=\"{ort_version}\"")),
+        "rradistill_build_info lacks onnxruntime=\"{ort_version}\""
+    );
     assert_eq!(common::metric_value(&text, "te_request_success"), 1.0);
     // TEI's `method` label, which TEI's dashboards filter on (a re-rank is a `batch`).
     assert!(

@@ -160,7 +160,9 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoBody> {
     Json(InfoBody {
         service: "rradistill".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        onnxruntime_version: ORT_VERSION.into(),
+        onnxruntime_version: crate::runtime::loaded_version()
+            .unwrap_or(ORT_VERSION)
+            .into(),
         default_model: registry.default_name(),
         models,
         experiments: registry.experiments().to_vec(),
