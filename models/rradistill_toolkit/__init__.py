@@ -14,8 +14,8 @@ rerun alone (``python -m rradistill_toolkit.STAGE --help``):
     rationales  an explainer's reasons for the teacher's ranking (RRA-GPT's L_reason)
     train       the one training loop for every student in ``students/`` (late: RRA-BERT-m;
                 encoder: RRA-BERT with Token Selection + Term Control Layer; decoder: RRA-GPT)
-    export      ONNX, parity, vocabulary trim, static/dynamic int8, batch independence,
-                model folder (``export_gpt`` for the decoder)
+    export      ONNX, parity, vocabulary trim, weight-only int8 (static or dynamic on
+                request), batch independence, model folder (``export_gpt`` for the decoder)
     evaluate    in-domain held-out: NDCG/MRR vs ground truth and the teacher, per language
                 and per source, paired intervals
     ood         the out-of-domain long-tail dev sets, through the running service

@@ -151,7 +151,8 @@ def collect(work: str, model: str, ablation: str, teacher: str, previous: str, r
         "ood": ood,
         "ood_teachers": _json(f"{work}/ood-teachers.json"),
         "loso": _json(f"{work}/loso/loso.json"),
-        "cost": _json(f"{work}/cost.json"),
+        # The pair sets only: the bench's "models" entry maps names to this machine's paths.
+        "cost": {k: v for k, v in (_json(f"{work}/cost.json") or {}).items() if k != "models"} or None,
     }
     card["ship"] = ship_decision(ood, ood, comparison(ev, name, prev_name), name, prev_name)
     return card

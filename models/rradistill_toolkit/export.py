@@ -2,8 +2,9 @@
 
 Two kinds (the train config says which): RRA-BERT (encoder, below) and RRA-BERT-m (late:
 ``export_late``: Platt calibration of the score on held-in teacher labels, the vocabulary
-trimmed to the served scripts, fp32 parity, static int8 on calibration batches of the
-toolkit's own text, batch independence of the served graph held to ``checks.BATCH_LIMIT``).
+trimmed to the served scripts, fp32 parity, weight-only int8 (``quantize``: activations stay
+float, so nothing is scaled by the batch), batch independence of the served graph held to
+``checks.BATCH_LIMIT``).
 The checks themselves live in ``checks``; RRA-GPT's exporter is ``export_gpt``.
 
 Steps:
@@ -57,6 +58,9 @@ def service_tokenizer_spec(src) -> dict:
     spec["padding"] = None
     spec["truncation"] = None
     return spec
+
+
+VARIANTS = ("dynamic",)  # the int8 graphs written beside the served one for comparison
 
 
 def real_pairs(data_dir, prerank_path, n_queries: int = 8, per_query: int = 6) -> list[tuple[str, str, str]]:
@@ -317,11 +321,15 @@ def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str
                                         late.feed_numpy(tok, pairs[i:i + 16]).items()}).numpy()
                               for i in range(0, len(pairs), 16)])
 
-    # 4. int8: calibrated static (served) and, for the record, dynamic.
+    # 4. int8: the served method and, for the record (``--variants``), dynamic int8 beside it.
+    # Static int8's calibration only runs when asked for (``--quantization static``).
+    methods = [] if quantization == "fp32" else [quantization] + ([m for m in VARIANTS if m != quantization]
+                                                                   if variants else [])
     calib = [late.feed_numpy(tok, [(q, d) for d in docs[:8]])
-             for _, q, docs in calibration_pairs(data_dir, prerank, calibration_queries) if len(docs) >= 8]
+             for _, q, docs in calibration_pairs(data_dir, prerank, calibration_queries)
+             if len(docs) >= 8] if "static" in methods else None
     graphs = {"fp32": fp32}
-    for method in (["static", "dynamic"] if variants else [quantization]) if quantization != "fp32" else []:
+    for method in methods:
         path = os.path.join(work, f"model.int8-{method}.onnx")
         report.setdefault("quantization", {})[method] = quantize.quantize(fp32, path, method, calib, pad_id=tok.pad_id)
         graphs[method] = path
@@ -415,10 +423,10 @@ def main(argv=None) -> None:
     ap.add_argument("--prerank", default=str(WORK_DIR / "prerank.jsonl"), help="real pairs for the checks")
     ap.add_argument("--max-length", type=int, default=None, help="default: the training window")
     ap.add_argument("--labels", default=None, help="late: the teacher's labels, for the Platt calibration")
-    ap.add_argument("--quantization", default="static", choices=["static", "dynamic", "fp32"],
-                    help="late: how the served graph is made int8 (static: batch-independent)")
+    ap.add_argument("--quantization", default="weights", choices=["weights", "static", "dynamic", "fp32"],
+                    help="late: how the served graph is made int8 (weights: weight-only, batch-independent)")
     ap.add_argument("--variants", action="store_true",
-                    help="late: also write the fp32 and both int8 graphs as folders under STUDENT/onnx/variants")
+                    help="late: also write the fp32 and dynamic-int8 graphs as folders under STUDENT/onnx/variants")
     ap.add_argument("--name", default="rra-bert-mini")
     ap.add_argument("--version", default=time.strftime("%Y.%m.%d"))
     ap.add_argument("--threads", type=int, default=2)

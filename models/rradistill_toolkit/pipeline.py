@@ -20,7 +20,7 @@ RRA-BERT-m (the default):
               multilingual-e5-small with the embeddings and first 6 layers kept as they were,
               one query a step on 8 of its candidates, ``--train-queries`` queries, window 256
               (documents) / 160 (queries), bf16 autocast where the CPU has it
-  export      calibrated (Platt), vocabulary trimmed to the served scripts, static int8
+  export      calibrated (Platt), vocabulary trimmed to the served scripts, weight-only int8
               (the fp32 and dynamic-int8 variants kept in the work folder for comparison)
   evaluate    held-out queries (a seeded sample of ``--eval-queries``) per language and per source, against ground truth and the
               teacher, beside BM25, the teacher, the ablation, the int8 variants and the
@@ -31,7 +31,7 @@ RRA-BERT-m (the default):
   ship        the rule fixed before the run (``ship_decision``): the new version ships only
               if it beats the previous one out-of-domain in both languages without losing
               in-domain (held-out NDCG@10 not lower, paired interval)
-  card        ``card``: README.md from the folder's own artefacts
+  card        ``card``: README.md from the folder's own artefacts, for both folders
 
 RRA-GPT (``--student gpt``): labels from ``--teacher``, extractive rationales, RRA-GPT and its
 alpha = beta = 0 ablation (``train --student decoder``), exports, evaluation beside the
@@ -152,7 +152,10 @@ def late(a) -> None:
     run([str(REPO_ROOT / "benches" / "students.py"), "--model", f"rra-bert-mini-0.5.0={prev}",
          "--model", f"rra-bert-m={outs['rra-bert-m']}", "--pairs", "ood", "heldout", "--heldout-queries", "20", "--rounds", "3", "--json", f"{w}/cost.json"],
         skip_if=f"{w}/cost.json", module=False)
+    # Each committed folder gets its card; the twin's names the TCL student as its counterpart.
     run(["card", "--work", w, "--model", outs["rra-bert-m"], "--ablation", outs["rra-bert-m-no-tcl"],
+         "--teacher", a.teacher, "--previous", PREVIOUS[2], "--reproduce", a.reproduce])
+    run(["card", "--work", w, "--model", outs["rra-bert-m-no-tcl"], "--ablation", outs["rra-bert-m"],
          "--teacher", a.teacher, "--previous", PREVIOUS[2], "--reproduce", a.reproduce])
 
 

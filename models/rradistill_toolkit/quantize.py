@@ -1,35 +1,37 @@
-"""int8 quantization of an exported student, and why the served one is static.
+"""int8 quantization of an exported student, and why the served one is weight-only.
 
-What it owns: turning an fp32 ONNX graph into an int8 one, two ways (ONNX Runtime's
-quantization tools, not hand-written):
+What it owns: turning an fp32 ONNX graph into an int8 one, three ways (ONNX Runtime's
+quantization tools wherever they cover the case):
 
-- ``dynamic``: weights int8 ahead of time, activations quantized at run time with one scale
-  per tensor computed from the batch in hand (``DynamicQuantizeLinear``). The scale of a
-  batch's activations depends on every row in it, so a document's score moves with whatever
-  else shares its batch (0.36 logit for rra-bert-mini 0.5.0): the same request scores
-  differently under different traffic, and the score cache keeps whichever came first.
-- ``static`` (the default for served students): weights int8 per output channel, activation
-  scales fixed ahead of time from calibration batches of the toolkit's own text (held-in
-  training queries and their candidates, never the evaluation sets), QDQ format, which ONNX
-  Runtime fuses into integer kernels. Every scale is a constant, so a row's score cannot
-  depend on its neighbours: ``checks.batch_independence`` holds the exported folder to 1e-3.
-  Only matrix products are quantized (``MatMul``, ``Gemm``, and the embedding ``Gather``);
-  LayerNorm, softmax and GELU stay in float, as in ONNX Runtime's transformer recipes.
-
-Calibration takes each run's activation range and keeps a moving average of them (MinMax,
-constant 0.01: the mean of the runs' extremes), so a single outlier batch stretches the int8 range less than the running
-extremes would. The histogram methods (percentile, entropy) keep every run's activations
-until the end, which does not fit in memory for the 12-layer towers. Attention's MatMuls of
-two activations stay fp32.
+- ``weights`` (the default for served students): weights int8, activations float. Every
+  weight MatMul becomes ONNX Runtime's ``MatMulNBits`` (8 bits, symmetric, one scale per
+  block of 32 inputs of each output column); the embedding tables hold int8 rows with one
+  scale per row (``int8_rows``: ONNX Runtime's weight-only tool packs embeddings in 4 bits
+  only). Nothing is scaled by the batch, so a row's score is the same alone or padded among
+  others (``checks.batch_independence`` holds the folder to 1e-3), and the ranking is close
+  to fp32's because activations keep their precision. Towers that share weights are
+  untied from their ``Identity`` aliases first, or the second tower would stay fp32.
+- ``static``: weights int8 per output channel, activation scales fixed ahead of time from
+  calibration batches of the toolkit's own text, QDQ format. Batch-independent too, but
+  int8 activations cost RRA-BERT-m much of its English dev-set MRR against fp32 (rerun with
+  ``export --quantization static`` and ``ood``): the 12-layer towers' activations have
+  outliers that a fixed range cuts. Calibration keeps a moving average of each run's range (MinMax, constant 0.01); the
+  histogram methods keep every run's activations and do not fit in memory for these towers.
+  Attention's MatMuls of two activations stay fp32.
+- ``dynamic``: weights int8, activations quantized at run time with one scale per tensor
+  computed from the batch in hand (``DynamicQuantizeLinear``). The scale depends on every
+  row in the batch, so a document's score moves with its neighbours (0.36 logit for
+  rra-bert-mini 0.5.0): kept only as a comparison variant.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 
-METHODS = ("static", "dynamic")
+METHODS = ("weights", "static", "dynamic")
 
 
 class FeedReader:
@@ -77,6 +79,8 @@ def quantize(fp32_path: str, out_path: str, method: str, calibration: list[dict]
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if method == "weights":
+        return quantize_weights(fp32_path, out_path)
     if method == "dynamic":
         quantize_dynamic(fp32_path, out_path, weight_type=QuantType.QInt8)
         return {"method": "dynamic", "activations": "per batch (run time)"}
@@ -118,6 +122,94 @@ def quantize(fp32_path: str, out_path: str, method: str, calibration: list[dict]
     return {"method": "static", "activations": "fixed scales (calibrated)", "format": "QDQ",
             "calibration_batches": len(calibration), "calibration": "MinMax, moving average 0.01",
             "ops": ["MatMul", "Gemm", "Gather"], "kept_fp32": "MatMuls of two activations (attention)"}
+
+
+def untie_shared_weights(graph) -> int:
+    """Consumers of ``Identity(initializer)`` read the initializer itself. PyTorch's exporter
+    writes a weight shared by two towers once and aliases it through ``Identity`` for the
+    second; ONNX Runtime's weight quantizers only see a MatMul whose input IS an initializer,
+    so without this the second tower would stay fp32. Returns how many aliases were removed."""
+    weights = {t.name for t in graph.initializer}
+    alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in weights}
+    keep = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for n in keep:
+        for i, name in enumerate(n.input):
+            if name in alias:
+                n.input[i] = alias[name]
+    graph.ClearField("node")
+    graph.node.extend(keep)
+    return len(alias)
+
+
+def int8_rows(graph) -> list[str]:
+    """Every ``Gather`` from a 2-D float table (the embeddings) reads int8 rows with one scale
+    per row instead: ``Gather(int8) -> Cast -> Mul(Gather(scales))``. Only the rows a batch
+    uses are dequantized, each on its own, so a row's value cannot depend on the batch.
+    ONNX Runtime's weight-only quantizer packs embeddings in 4 bits only; these are plain
+    ONNX operators. Returns the tables converted."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    tables = {t.name: t for t in graph.initializer if len(t.dims) == 2 and t.data_type == onnx.TensorProto.FLOAT}
+    used = sorted({n.input[0] for n in graph.node if n.op_type == "Gather" and n.input[0] in tables})
+    for name in used:
+        table = numpy_helper.to_array(tables[name])
+        scale = np.maximum(np.abs(table).max(axis=1, keepdims=True), 1e-12) / 127.0
+        q = np.clip(np.rint(table / scale), -127, 127).astype(np.int8)
+        graph.initializer.extend([numpy_helper.from_array(q, name + "_int8"),
+                                  numpy_helper.from_array(scale.astype(np.float32), name + "_row_scale")])
+    nodes = []
+    for n in graph.node:
+        if n.op_type != "Gather" or n.input[0] not in used:
+            nodes.append(n)
+            continue
+        name, ids, out = n.input[0], n.input[1], n.output[0]
+        axis = [a for a in n.attribute if a.name == "axis"]
+        if axis and axis[0].i != 0:
+            nodes.append(n)
+            continue
+        nodes += [helper.make_node("Gather", [name + "_int8", ids], [out + "_int8"], name=n.name + "_int8"),
+                  helper.make_node("Cast", [out + "_int8"], [out + "_f"], to=onnx.TensorProto.FLOAT,
+                                   name=n.name + "_cast"),
+                  helper.make_node("Gather", [name + "_row_scale", ids], [out + "_scale"], name=n.name + "_scale"),
+                  helper.make_node("Mul", [out + "_f", out + "_scale"], [out], name=n.name + "_dequant")]
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    remaining = {i for n in graph.node for i in n.input}
+    kept = [t for t in graph.initializer if t.name in remaining]
+    graph.ClearField("initializer")
+    graph.initializer.extend(kept)
+    return used
+
+
+def quantize_weights(fp32_path: str, out_path: str, block_size: int = 32) -> dict:
+    """Weight-only int8: every weight MatMul becomes ONNX Runtime's ``MatMulNBits`` (8 bits,
+    symmetric, one scale per ``block_size`` inputs of each output column, computed in float),
+    and the embedding tables int8 per row (``int8_rows``). Activations stay float, so nothing
+    is scaled by the batch: a row's score is the same alone or padded among others."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    model = onnx.load(fp32_path)
+    aliases = untie_shared_weights(model.graph)
+    tables = int8_rows(model.graph)
+    q = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True)
+    q.process()
+    model = q.model.model
+    # Two towers' MatMuls on one weight each wrote the same packed initializer: keep one.
+    seen, unique = set(), []
+    for t in model.graph.initializer:
+        if t.name not in seen:
+            seen.add(t.name)
+            unique.append(t)
+    model.graph.ClearField("initializer")
+    model.graph.initializer.extend(unique)
+    onnx.save(model, out_path)
+    ops = [n.op_type for n in model.graph.node]
+    return {"method": "weights", "activations": "float (weight-only int8)", "format": "MatMulNBits + int8 rows",
+            "block_size": block_size, "matmuls_int8": ops.count("MatMulNBits"),
+            "matmuls_fp32": ops.count("MatMul"), "tables_int8": tables, "aliases_untied": aliases}
 
 
 def size_mb(path: str) -> float:
