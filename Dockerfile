@@ -77,16 +77,16 @@ COPY --from=ort /opt/onnxruntime/lib /opt/onnxruntime/lib
 COPY --from=build /usr/local/bin/rradistill /app/rradistill
 COPY deploy/docker/healthcheck.sh /app/healthcheck.sh
 # The models the image can serve: every model folder committed under models/ (.dockerignore
-# leaves out the toolkit, its tests and its work folders). The default is models/rra-bert-mini,
-# the toolkit's reference student; until it is committed, mount a model folder over
-# /app/models/rra-bert-mini or set MODEL_DIR to one.
+# leaves out the toolkit, its tests and its work folders). The default is models/rra-bert-m,
+# the toolkit's reference student (models/DEFAULT); mount another model folder and set
+# MODEL_DIR to it to serve your own.
 COPY models/ /app/models/
 
 # Libraries next to libonnxruntime.so (CUDA provider, CUDA, cuDNN) are found through
 # LD_LIBRARY_PATH. NVIDIA_* tell the NVIDIA container toolkit to inject the driver (CUDA image).
 ENV ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so \
     LD_LIBRARY_PATH=/opt/onnxruntime/lib \
-    MODEL_DIR=/app/models/rra-bert-mini \
+    MODEL_DIR=/app/models/rra-bert-m \
     HOST=0.0.0.0 \
     PORT=8080 \
     GRPC_PORT=50051 \

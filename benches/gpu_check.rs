@@ -21,7 +21,7 @@ use rradistill::model::{PreparedPair, Ranker, Truncation};
 #[derive(Parser, Debug)]
 #[command(about = "rradistill: CUDA vs CPU scores and throughput for one model")]
 struct Args {
-    #[arg(long, env = "MODEL_DIR", default_value = "models/rra-bert-mini")]
+    #[arg(long, env = "MODEL_DIR", default_value = "models/rra-bert-m")]
     model_dir: PathBuf,
     /// The GPU build of ONNX Runtime (libonnxruntime.so from the onnxruntime-gpu wheel).
     #[arg(long, env = "ORT_DYLIB_PATH")]

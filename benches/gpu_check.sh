@@ -2,7 +2,7 @@
 # GPU check: load a model on CUDA (or TensorRT), compare its scores with the CPU provider's and
 # print both throughputs (benches/gpu_check.rs). Run on a machine with an NVIDIA GPU:
 #
-#   benches/gpu_check.sh [--model-dir models/rra-bert-mini] [--provider cuda|tensorrt] [--device-id 0]
+#   benches/gpu_check.sh [--model-dir models/rra-bert-m] [--provider cuda|tensorrt] [--device-id 0]
 #
 # What it sets up, idempotently, in git-ignored folders:
 # - the GPU build of ONNX Runtime: libonnxruntime.so and its CUDA/TensorRT provider libraries

@@ -32,9 +32,10 @@ async fn service_scores_match_the_python_reference() {
         // Dynamic int8 quantization scales activations over the whole batch, so such a
         // model's score moves with its batch neighbours (rra-bert-mini 0.5.0 moved up to 0.36
         // on the logit, rra-gpt-mini 0.18): for those (precision "int8" or "int8 (dynamic)")
-        // the bound is a sanity bound. Static int8 (fixed, calibrated scales: the served
-        // students) must stay within 1e-3 padded in a batch, and fp32 graphs (every fixture)
-        // within 1e-4, which is where padding and masks are checked exactly.
+        // the bound is a sanity bound. Weight-only int8 (the served students: activations
+        // stay float) and static int8 (fixed, calibrated scales) must stay within 1e-3 padded
+        // in a batch, and fp32 graphs (every fixture) within 1e-4, which is where padding and
+        // masks are checked exactly.
         let manifest: Value =
             serde_json::from_str(&std::fs::read_to_string(folder.join("manifest.json")).unwrap())
                 .unwrap();

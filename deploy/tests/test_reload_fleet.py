@@ -52,7 +52,7 @@ class Pod(BaseHTTPRequestHandler):
     def do_POST(self):
         self.server.calls.append((self.path, self.headers.get("authorization")))
         status = self.server.status
-        body = (json.dumps({"kept": [], "loaded": ["rra-bert-mini"], "removed": []}) if status == 200
+        body = (json.dumps({"kept": [], "loaded": ["rra-bert-m"], "removed": []}) if status == 200
                 else json.dumps({"error": "reload failed; the previous models keep serving"}))
         self.send_response(status)
         self.send_header("content-type", "application/json")

@@ -11,8 +11,6 @@ from rradistill_toolkit.common import MODELS_DIR, default_model
 CARDS = sorted(p.parent for p in pathlib.Path(MODELS_DIR).glob("*/card.json"))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: the default is still rra-bert-mini 0.5.0, whose card predates "
-                   "card.json; its successor rra-bert-m did not pass its ship rule (static int8 loses too much)")
 def test_the_served_default_has_a_card_rendered_from_its_folder():
     assert (default_model() / "card.json").exists(), f"{default_model()} has no card.json"
     assert default_model() in [p.resolve() for p in CARDS]

@@ -39,7 +39,7 @@ def direct(service, model: str) -> list[tuple[int, float]]:
 def test_cohere_v2_client_reranks_with_a_cohere_model_name(service):
     co = cohere.ClientV2(api_key=API_KEY, base_url=service.url)
     response = co.rerank(model="rerank-v3.5", query=QUERY, documents=DOCUMENTS, top_n=2)
-    expected = direct(service, "rra-bert-mini")
+    expected = direct(service, "rra-bert-m")
     assert [(r.index, round(r.relevance_score, 5)) for r in response.results] == \
         [(i, round(s, 5)) for i, s in expected[:2]]
     assert all(0.0 <= r.relevance_score <= 1.0 for r in response.results)
@@ -69,7 +69,7 @@ def test_an_unknown_model_is_the_sdks_not_found_error_listing_what_is_served(ser
     with pytest.raises(cohere.errors.NotFoundError) as raised:
         co.rerank(model="rerank-nobody-configured", query=QUERY, documents=DOCUMENTS)
     message = raised.value.body["message"]
-    assert "rerank-nobody-configured" in message and "rra-bert-mini" in message
+    assert "rerank-nobody-configured" in message and "rra-bert-m" in message
 
 
 def test_errors_carry_cohere_s_top_level_message(service):
@@ -94,13 +94,13 @@ def test_infinity_client_on_rerank(service):
     assert isinstance(result, ReRankResult), result
     assert result.object_.value == "rerank"
     assert len(result.results) == 3
-    expected = direct(service, "rra-bert-mini")
+    expected = direct(service, "rra-bert-m")
     assert [(r.index, round(r.relevance_score, 5)) for r in result.results] == \
         [(i, round(s, 5)) for i, s in expected[:3]]
     for r in result.results:
         assert r.document == DOCUMENTS[r.index]
     assert result.usage.total_tokens > 0 and result.usage.prompt_tokens == result.usage.total_tokens
-    assert result.model == "rra-bert-mini"
+    assert result.model == "rra-bert-m"
 
 
 def test_langchain_cohere_rerank_end_to_end(service):
@@ -109,6 +109,6 @@ def test_langchain_cohere_rerank_end_to_end(service):
 
     reranker = CohereRerank(model="rerank-v3.5", cohere_api_key=API_KEY, base_url=service.url, top_n=2)
     kept = reranker.compress_documents([Document(page_content=d) for d in DOCUMENTS], QUERY)
-    expected = direct(service, "rra-bert-mini")
+    expected = direct(service, "rra-bert-m")
     assert [d.page_content for d in kept] == [DOCUMENTS[i] for i, _ in expected[:2]]
     assert all(0.0 <= d.metadata["relevance_score"] <= 1.0 for d in kept)
