@@ -684,7 +684,7 @@ async fn operational_endpoints() {
         "rradistill_batch_padding_ratio_count",
         "rradistill_batch_inference_duration_seconds_count",
         "rradistill_cache_misses_total",
-        "rradistill_build_info{version=",
+        "rradistill_build_info{",
         "rradistill_max_queued_tokens{",
         "rradistill_max_concurrent_requests{",
         "process_resident_memory_bytes",
