@@ -386,9 +386,11 @@ def write_late_reference(model_dir: str) -> None:
     together = score(pairs)
     with open(os.path.join(model_dir, "reference.jsonl"), "w", encoding="utf-8") as f:
         for (query, document), batched in zip(pairs, together):
-            ids = score.tokenizer.document(document)[0]
-            f.write(json.dumps({"query": query, "document": document, "tokens": len(ids),
-                                "query_tokens": len(score.tokenizer.query(query)),
+            # "tokens" is what the service counts for the pair: the query's row and the
+            # document's row, special tokens and prefixes included.
+            ids, query_ids = score.tokenizer.document(document)[0], score.tokenizer.query(query)
+            f.write(json.dumps({"query": query, "document": document, "tokens": len(query_ids) + len(ids),
+                                "query_tokens": len(query_ids),
                                 "logit": float(score([(query, document)])[0]), "logit_in_batch": float(batched)},
                                ensure_ascii=False) + "\n")
 
