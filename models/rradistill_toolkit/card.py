@@ -136,6 +136,7 @@ def collect(work: str, model: str, ablation: str, teacher: str, previous: str, r
     stats = _json(f"{work}/labels/{slug}.all.stats.json")
     cfg = json.load(open(f"{work}/students/{name}/train_config.json"))
     variants = [n for n in ev["methods"] if n.startswith(name + "-")]
+    loso = _json(f"{work}/loso/loso.json")  # runs of the TCL student: only its card shows them
     card = {
         "template": "late",
         "teacher": teacher,
@@ -150,7 +151,7 @@ def collect(work: str, model: str, ablation: str, teacher: str, previous: str, r
         "heldout": heldout_subset(ev, [name, *([ab_name] if ab_name else []), prev_name, *variants]),
         "ood": ood,
         "ood_teachers": _json(f"{work}/ood-teachers.json"),
-        "loso": _json(f"{work}/loso/loso.json"),
+        "loso": loso if loso and loso.get("settings", {}).get("tcl") == bool(cfg.get("tcl")) else None,
         # The pair sets only: the bench's "models" entry maps names to this machine's paths.
         "cost": {k: v for k, v in (_json(f"{work}/cost.json") or {}).items() if k != "models"} or None,
     }
