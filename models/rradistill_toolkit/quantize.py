@@ -151,7 +151,10 @@ def int8_rows(graph) -> list[str]:
     from onnx import helper, numpy_helper
 
     tables = {t.name: t for t in graph.initializer if len(t.dims) == 2 and t.data_type == onnx.TensorProto.FLOAT}
-    used = sorted({n.input[0] for n in graph.node if n.op_type == "Gather" and n.input[0] in tables})
+    def row_gather(n) -> bool:  # a Gather of whole rows (axis 0) from a float table
+        return n.op_type == "Gather" and n.input[0] in tables and all(a.i == 0 for a in n.attribute if a.name == "axis")
+
+    used = sorted({n.input[0] for n in graph.node if row_gather(n)})
     for name in used:
         table = numpy_helper.to_array(tables[name])
         scale = np.maximum(np.abs(table).max(axis=1, keepdims=True), 1e-12) / 127.0
@@ -160,14 +163,10 @@ def int8_rows(graph) -> list[str]:
                                   numpy_helper.from_array(scale.astype(np.float32), name + "_row_scale")])
     nodes = []
     for n in graph.node:
-        if n.op_type != "Gather" or n.input[0] not in used:
+        if not row_gather(n):
             nodes.append(n)
             continue
         name, ids, out = n.input[0], n.input[1], n.output[0]
-        axis = [a for a in n.attribute if a.name == "axis"]
-        if axis and axis[0].i != 0:
-            nodes.append(n)
-            continue
         nodes += [helper.make_node("Gather", [name + "_int8", ids], [out + "_int8"], name=n.name + "_int8"),
                   helper.make_node("Cast", [out + "_int8"], [out + "_f"], to=onnx.TensorProto.FLOAT,
                                    name=n.name + "_cast"),
