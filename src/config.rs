@@ -13,6 +13,7 @@ use crate::batch::BatcherConfig;
 use crate::rerank::Limits;
 use crate::serving::registry::{ModelDefaults, QueueLimits};
 use crate::serving::reload::ModelSource;
+use crate::telemetry::OtlpConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -139,9 +140,27 @@ pub struct Config {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+
+    /// OpenTelemetry collector (OTLP over gRPC, e.g. `http://otel-collector:4317`) to export
+    /// every request's spans to; none by default. A caller's W3C `traceparent` makes the
+    /// request's span a child of the caller's. `OTEL_BSP_*` variables tune the batching.
+    #[arg(long, env = "OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// `service.name` of the exported spans.
+    #[arg(long, env = "OTLP_SERVICE_NAME", default_value = "rradistill")]
+    pub otlp_service_name: String,
 }
 
 impl Config {
+    /// Where request spans go.
+    pub fn otlp(&self) -> OtlpConfig {
+        OtlpConfig {
+            endpoint: self.otlp_endpoint.clone().filter(|e| !e.trim().is_empty()),
+            service_name: self.otlp_service_name.clone(),
+        }
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }

@@ -21,6 +21,7 @@
 //! - [`cache`], [`metrics`]: the score cache and the Prometheus metrics.
 //! - [`auth`]: API keys (client and admin), checked in constant time.
 //! - [`runtime`], [`config`], [`server`]: loading ONNX Runtime, the CLI, start-up and drain.
+//! - [`telemetry`]: logs, and request spans exported over OTLP (`--otlp-endpoint`).
 
 pub mod agreement;
 pub mod api;
@@ -35,3 +36,4 @@ pub mod rerank;
 pub mod runtime;
 pub mod server;
 pub mod serving;
+pub mod telemetry;

@@ -1,26 +1,14 @@
-//! The `rradistill` binary: parse flags, set up logging, serve until told to stop.
+//! The `rradistill` binary: parse flags, set up logs and traces, serve until told to stop.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rradistill::config::{Config, LogFormat};
-use tracing_subscriber::EnvFilter;
+use rradistill::config::Config;
+use rradistill::telemetry::Telemetry;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
-    // A log that cannot be written (full disk, closed pipe) must never stop the service:
-    // tracing-subscriber would otherwise report the failure with eprintln!, which panics.
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false);
-    match config.log_format {
-        LogFormat::Json => subscriber.json().with_current_span(true).init(),
-        LogFormat::Human => subscriber.init(),
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,7 +22,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(rradistill::server::run(config)) {
+    // Inside the runtime: the OTLP exporter's gRPC channel is spawned on it.
+    let telemetry =
+        match runtime.block_on(async { Telemetry::init(config.log_format, &config.otlp()) }) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                let _ = writeln!(std::io::stderr(), "rradistill: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let outcome = runtime.block_on(rradistill::server::run(config));
+    // The runtime is still up, so the exporter can send what is queued.
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

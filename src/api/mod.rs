@@ -43,7 +43,7 @@ use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -202,8 +202,15 @@ pub fn router(state: AppState) -> Router {
                 .unwrap_or("");
             // `Sensitive` when a key was sent: the layer outside this one has marked it.
             let authorization = request.headers().get(header::AUTHORIZATION);
-            tracing::info_span!("request", id = %id, method = %request.method(),
-                path = %request.uri().path(), authorization = ?authorization)
+            let span = tracing::info_span!("request", id = %id, method = %request.method(),
+                path = %request.uri().path(), authorization = ?authorization,
+                otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
+                otel.kind = "server", http.response.status_code = tracing::field::Empty);
+            crate::telemetry::adopt_caller_trace(&span, request.headers());
+            span
+        }).on_response(|response: &Response, latency: std::time::Duration, span: &tracing::Span| {
+            span.record("http.response.status_code", response.status().as_u16());
+            DefaultOnResponse::default().on_response(response, latency, span);
         }))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

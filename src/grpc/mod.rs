@@ -154,6 +154,15 @@ fn request_id<T>(request: &Request<T>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// One re-rank's span (one per message of a stream), a child of the caller's trace when its
+/// metadata carries a W3C `traceparent`.
+fn request_span(id: &str, method: &'static str, caller: &tonic::codegen::http::HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!("grpc_request", id = %id, method = method,
+        otel.name = %format_args!("rradistill.v1.Rerank/{method}"), otel.kind = "server");
+    crate::telemetry::adopt_caller_trace(&span, caller);
+    span
+}
+
 async fn rerank_one(
     service: &RerankService,
     id: String,
@@ -195,7 +204,7 @@ impl Rerank for GrpcRerank {
         request: Request<pb::RerankRequest>,
     ) -> Result<Response<pb::RerankResponse>, Status> {
         let id = request_id(&request);
-        let span = tracing::info_span!("grpc_request", id = %id, method = "Rerank");
+        let span = request_span(&id, "Rerank", &request.metadata().clone().into_headers());
         rerank_one(&self.service, id, request.into_inner())
             .instrument(span)
             .await
@@ -210,16 +219,19 @@ impl Rerank for GrpcRerank {
     ) -> Result<Response<Self::RerankStreamStream>, Status> {
         let id = request_id(&request);
         let service = self.service.clone();
+        let caller = request.metadata().clone().into_headers();
         let inbound = request.into_inner();
         let outbound = inbound.enumerate().then(move |(n, item)| {
             let service = service.clone();
             let id = format!("{id}-{n}");
+            let span = request_span(&id, "RerankStream", &caller);
             async move {
                 match item {
                     Ok(request) => rerank_one(&service, id, request).await,
                     Err(status) => Err(status),
                 }
             }
+            .instrument(span)
         });
         // The first failure ends the stream with its status.
         let outbound = outbound.scan(false, |failed, item| {

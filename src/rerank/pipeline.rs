@@ -123,7 +123,10 @@ impl Drop for CancelOnDrop {
 }
 
 impl Pipeline {
-    /// Scores `job` on `model`: the four steps in order.
+    /// Scores `job` on `model`: the four steps in order, in a `rerank` span (exported with
+    /// the request's when `--otlp-endpoint` is set) with `tokenize` and `score` inside.
+    #[tracing::instrument(name = "rerank", skip_all, fields(model = %model.name(),
+        documents = job.documents().len(), cached = tracing::field::Empty))]
     pub async fn run(
         &self,
         model: &Arc<ServedModel>,
@@ -150,6 +153,7 @@ impl Pipeline {
 
         let mut candidates = self.look_up(model, job, &truncation);
         let misses = candidates.iter().filter(|c| !c.cached).count();
+        tracing::Span::current().record("cached", candidates.len() - misses);
         if misses == 0 {
             // Answered from the cache: no work to admit, nothing to wait behind.
             return self.finish(model, job, candidates, Duration::ZERO, Waited::default(), started);
@@ -216,6 +220,7 @@ impl Pipeline {
     }
 
     /// Step 2: the query and every cache miss tokenized, paid for before it is done.
+    #[tracing::instrument(name = "tokenize", skip_all)]
     async fn tokenize(
         &self,
         model: &ServedModel,
@@ -274,6 +279,8 @@ impl Pipeline {
     }
 
     /// Step 3: admission of the exact tokens, then one work item per pair and every score.
+    #[tracing::instrument(name = "score", skip_all, fields(pairs = pairs.len(),
+        tokens = tracing::field::Empty, batches = tracing::field::Empty))]
     async fn admit_and_wait(
         &self,
         model: &ServedModel,
@@ -282,6 +289,7 @@ impl Pipeline {
         mut entry: Entry,
     ) -> Result<Waited, RerankError> {
         let needed: usize = pairs.iter().map(|(_, p)| p.len()).sum();
+        tracing::Span::current().record("tokens", needed);
         let admitted = entry.admit(needed);
         self.record_admission(model);
         admitted?;
@@ -330,6 +338,7 @@ impl Pipeline {
         drop(entry);
         self.record_admission(model);
         waited.batches = batch_ids.len();
+        tracing::Span::current().record("batches", waited.batches);
         let labels = [model.name()];
         self.metrics
             .queue_duration

@@ -189,6 +189,8 @@ pub fn free_port() -> u16 {
 pub struct ServiceProcess {
     pub child: std::process::Child,
     pub base: String,
+    /// `http://127.0.0.1:PORT` of its gRPC listener.
+    pub grpc_base: String,
 }
 
 impl ServiceProcess {
@@ -199,6 +201,7 @@ impl ServiceProcess {
         stderr: std::process::Stdio,
     ) -> ServiceProcess {
         let port = free_port();
+        let grpc_port = free_port();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rradistill"));
         if !extra.contains(&"--models-file") {
             command.args(["--model-dir", encoder_fixture().to_str().unwrap()]);
@@ -211,7 +214,7 @@ impl ServiceProcess {
                 "--port",
                 &port.to_string(),
                 "--grpc-port",
-                &free_port().to_string(),
+                &grpc_port.to_string(),
             ])
             .args(extra)
             .envs(env.iter().copied())
@@ -222,6 +225,7 @@ impl ServiceProcess {
         ServiceProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            grpc_base: format!("http://127.0.0.1:{grpc_port}"),
         }
     }
 
