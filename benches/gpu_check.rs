@@ -3,8 +3,10 @@
 //!
 //! Loads the model folder twice (CPU, then CUDA on `--device-id`, with no CPU fallback, so a
 //! CUDA that cannot be registered is an error that says why), scores the same request mix
-//! with both, prints the largest score difference and each provider's pairs per second
-//! (same batches, side by side in one run). Exits non-zero when the scores differ by more
+//! with both, prints where ONNX Runtime placed the GPU model's nodes (by provider, with the
+//! operators that did work on CPU; a model mostly on CPU fails to load and says which), the
+//! largest score difference and each provider's pairs per second (same batches, side by side
+//! in one run). Exits non-zero when the scores differ by more
 //! than `--tolerance`.
 //!
 //! Needs the GPU build of ONNX Runtime and the CUDA 13 / cuDNN 9 libraries:
@@ -119,6 +121,21 @@ fn main() -> anyhow::Result<()> {
             ..SessionOptions::default()
         },
     )?;
+    // Where ONNX Runtime put the nodes (a GPU model mostly on CPU has already failed to load).
+    if let Some(placement) = &gpu.descriptor().node_placement {
+        for (name, share) in &placement.providers {
+            println!(
+                "placement on {}: {name} ran {} nodes, {} output bytes",
+                args.provider, share.nodes, share.output_bytes
+            );
+        }
+        println!(
+            "placement on {}: {:.1}% of output bytes on CPU; operators doing work on CPU: {:?}",
+            args.provider,
+            placement.cpu_share * 100.0,
+            placement.cpu_ops
+        );
+    }
     let pairs = pairs(&cpu);
     let on_cpu = scores(&cpu, &pairs, args.batch_size);
     let on_gpu = scores(&gpu, &pairs, args.batch_size);

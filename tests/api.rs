@@ -651,6 +651,22 @@ async fn operational_endpoints() {
     assert_eq!(model["kind"], "encoder");
     assert_eq!(model["execution_provider"], "cpu");
     assert_eq!(model["max_sequence_length"], 128);
+    // Where ONNX Runtime ran the nodes, from its own profile of a batch at load: on CPU,
+    // every kernel, and nothing named as fallen back. The profile file is gone.
+    let placement = &model["node_placement"];
+    let cpu = &placement["providers"]["CPUExecutionProvider"];
+    assert!(cpu["nodes"].as_u64().unwrap() >= 10, "{placement}");
+    assert!(cpu["output_bytes"].as_u64().unwrap() > 0, "{placement}");
+    assert_eq!(placement["providers"].as_object().unwrap().len(), 1, "{placement}");
+    assert_eq!(placement["cpu_share"], 1.0);
+    assert_eq!(placement["cpu_ops"], json!([]));
+    let leftover = format!("rradistill-placement-{}-", std::process::id());
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&leftover))
+        .collect();
+    assert!(left.is_empty(), "profiles left behind: {left:?}");
     assert_eq!(info["limits"]["max_documents"], 1000);
     assert_eq!(info["models"][0]["batching"]["max_batch_size"], 16);
     // The version is the loaded library's own: the one its file is named after.

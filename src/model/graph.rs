@@ -5,10 +5,13 @@
 //! reported), one session per inference thread (so `Session::run`'s `&mut self` is never
 //! contended), the check of the graph's inputs and score output against the manifest, and
 //! turning a batch of prepared pairs into padded tensors and one raw score per pair (a late
-//! model's batch laid out by [`super::towers`]: each distinct query once).
+//! model's batch laid out by [`super::towers`]: each distinct query once). At load, one
+//! batch runs through a profiled session to learn where ONNX Runtime really put the nodes
+//! ([`super::placement`]); a GPU model that would mostly run on CPU fails to load unless CPU
+//! fallback is allowed.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Result};
 use ort::ep::ExecutionProviderDispatch;
@@ -18,6 +21,7 @@ use ort::value::{Tensor, TensorElementType, ValueType};
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{InputNames, Manifest, ModelKind, PaddingSide};
+use super::placement::{Placement, MOSTLY_CPU};
 use super::{towers, PreparedPair, RankError};
 
 /// Where a model's graph runs.
@@ -48,7 +52,9 @@ pub struct SessionOptions {
     pub provider: Provider,
     /// The GPU for CUDA and TensorRT.
     pub device_id: i32,
-    /// Serve on CPU when the GPU provider cannot be registered (logged as an error).
+    /// Serve on CPU when the GPU provider cannot be registered, and serve a GPU model that
+    /// does most of its work on CPU anyway (both logged as errors); otherwise either fails
+    /// the load.
     pub allow_cpu_fallback: bool,
 }
 
@@ -65,13 +71,16 @@ impl Default for SessionOptions {
 }
 
 /// The provider a graph actually runs on, and the one asked for when it fell back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProviderInUse {
     pub provider: Provider,
     /// `Some(requested)` when the requested GPU provider failed and CPU serves instead.
     pub fell_back_from: Option<Provider>,
     /// Why the requested provider failed (for `/info` and the log).
     pub fallback_reason: Option<String>,
+    /// Where ONNX Runtime ran the nodes of a profiled batch at load; `None` when the profile
+    /// could not be had (logged).
+    pub placement: Option<Placement>,
 }
 
 pub struct Graph {
@@ -105,10 +114,14 @@ impl Graph {
             provider: options.provider,
             fell_back_from: None,
             fallback_reason: None,
+            placement: None,
         };
+        // Session 0 profiles the load's placement batch, then stops profiling.
+        let profile = profile_prefix(model_path);
         let mut sessions = Vec::with_capacity(options.sessions.max(1));
-        for _ in 0..options.sessions.max(1) {
-            let session = match open_session(model_path, options, provider.provider) {
+        for n in 0..options.sessions.max(1) {
+            let profile = (n == 0).then_some(profile.as_path());
+            let session = match open_session(model_path, options, provider.provider, profile) {
                 Ok(session) => session,
                 Err(OpenError::Provider(reason)) if options.allow_cpu_fallback => {
                     tracing::error!(
@@ -122,14 +135,16 @@ impl Graph {
                         provider: Provider::Cpu,
                         fell_back_from: Some(options.provider),
                         fallback_reason: Some(reason),
+                        placement: None,
                     };
-                    open_session(model_path, options, Provider::Cpu).map_err(|e| anyhow!("{e}"))?
+                    open_session(model_path, options, Provider::Cpu, profile)
+                        .map_err(|e| anyhow!("{e}"))?
                 }
                 Err(e) => bail!("{e}"),
             };
             sessions.push(Mutex::new(session));
         }
-        let graph = Graph {
+        let mut graph = Graph {
             sessions,
             inputs: manifest.inputs.clone(),
             output: manifest.output.clone(),
@@ -139,7 +154,84 @@ impl Graph {
             provider,
         };
         graph.check(model_path)?;
+        graph.provider.placement = graph.profile_placement(model_path, options)?;
         Ok(graph)
+    }
+
+    /// Runs one batch on the profiled session 0 and reads back where its nodes ran. A GPU
+    /// model that did most of its work on CPU fails here unless CPU fallback is allowed; a
+    /// profile that cannot be had (no writable temporary folder) is logged, not fatal.
+    fn profile_placement(
+        &mut self,
+        model_path: &Path,
+        options: &SessionOptions,
+    ) -> Result<Option<Placement>> {
+        let file = match self.profiled_run() {
+            Ok(file) => file,
+            Err(error) => {
+                tracing::warn!(model = %model_path.display(), %error,
+                    "could not profile where the graph's nodes run; /info will not say");
+                return Ok(None);
+            }
+        };
+        let placement = Placement::from_profile(&file);
+        let _ = std::fs::remove_file(&file);
+        let placement = match placement {
+            Ok(placement) => placement,
+            Err(error) => {
+                tracing::warn!(model = %model_path.display(), error = %format!("{error:#}"),
+                    "could not read where the graph's nodes run; /info will not say");
+                return Ok(None);
+            }
+        };
+        let provider = self.provider.provider;
+        if let Some(why) = placement.refusal(provider) {
+            let message = format!("{}: {why}", model_path.display());
+            if !options.allow_cpu_fallback {
+                bail!(
+                    "{message}. Serve it with execution_provider = \"cpu\", export it for the \
+                     GPU, or set allow_cpu_fallback = true to serve it anyway (more than {:.0}% \
+                     of the work on CPU refuses the load)",
+                    MOSTLY_CPU * 100.0
+                );
+            }
+            tracing::error!(
+                "EXECUTION PROVIDER FALLBACK: {message}; serving anyway (allow_cpu_fallback = true)"
+            );
+        } else if !placement.cpu_ops.is_empty() {
+            tracing::warn!(model = %model_path.display(), provider = provider.as_str(),
+                cpu_share = placement.cpu_share, cpu_ops = ?placement.cpu_ops,
+                "some operators run on CPU beside the GPU provider");
+        }
+        Ok(Some(placement))
+    }
+
+    /// One small batch (two queries, three pairs) on session 0, whose profile is then
+    /// closed; returns the profile's path. The token values do not matter, only the nodes.
+    fn profiled_run(&self) -> Result<PathBuf> {
+        // Ids every vocabulary has (the pad id may be the last one).
+        let tokens: Vec<i64> = (1..=16).collect();
+        let pair = |query: &Arc<[i64]>| PreparedPair {
+            input_ids: tokens.clone(),
+            type_ids: vec![0; tokens.len()],
+            query_ids: self.towers.then(|| query.clone()),
+            truncated: false,
+        };
+        let (first, second): (Arc<[i64]>, Arc<[i64]>) =
+            (Arc::from(&tokens[..8]), Arc::from(&tokens[4..12]));
+        let pairs = [pair(&first), pair(&first), pair(&second)];
+        let batch: Vec<&PreparedPair> = pairs.iter().collect();
+        let ran = self.run(0, &batch);
+        // Profiling stops whatever the run did: left on, it would record every later batch.
+        let mut session = self.sessions[0]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let file = PathBuf::from(session.end_profiling()?);
+        if let Err(error) = ran {
+            let _ = std::fs::remove_file(&file);
+            bail!("the profiled batch failed: {error}");
+        }
+        Ok(file)
     }
 
     pub fn sessions(&self) -> usize {
@@ -373,10 +465,24 @@ fn dispatch(provider: Provider, device_id: i32) -> Option<ExecutionProviderDispa
     }
 }
 
+/// Where session 0 writes its load-time profile (ONNX Runtime appends a timestamp).
+fn profile_prefix(model_path: &Path) -> PathBuf {
+    let stem = model_path
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::env::temp_dir().join(format!(
+        "rradistill-placement-{}-{stem}",
+        std::process::id()
+    ))
+}
+
 fn open_session(
     model_path: &Path,
     options: &SessionOptions,
     provider: Provider,
+    profile: Option<&Path>,
 ) -> Result<Session, OpenError> {
     let fail = |e: String| {
         OpenError::Other(format!(
@@ -406,6 +512,11 @@ fn open_session(
                 e.to_string().trim_end_matches('.')
             ))
         })?;
+    }
+    if let Some(prefix) = profile {
+        builder = builder
+            .with_profiling(prefix)
+            .map_err(|e| fail(e.to_string()))?;
     }
     builder
         .commit_from_file(model_path)

@@ -13,6 +13,7 @@
 
 pub mod graph;
 pub mod manifest;
+pub mod placement;
 pub mod student;
 pub mod tokenize;
 pub mod towers;
@@ -145,6 +146,11 @@ pub struct ModelDescriptor {
     /// Why the requested provider failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_provider_fallback_reason: Option<String>,
+    /// Where ONNX Runtime ran the graph's nodes in a profiled batch at load (by provider,
+    /// with the share of the work on CPU and the operators that did work there); absent when
+    /// the profile could not be had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_placement: Option<placement::Placement>,
     /// The GPU, for CUDA and TensorRT.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<i32>,
@@ -175,6 +181,7 @@ impl ModelDescriptor {
                 .fell_back_from
                 .map(|p| p.as_str().to_string()),
             execution_provider_fallback_reason: provider.fallback_reason.clone(),
+            node_placement: provider.placement.clone(),
             device_id: (provider.provider != graph::Provider::Cpu).then_some(options.device_id),
             sessions: graph.sessions(),
             intra_threads: options.intra_threads,
