@@ -11,6 +11,14 @@ quantization tools wherever they cover the case):
   others (``checks.batch_independence`` holds the folder to 1e-3), and the ranking is close
   to fp32's because activations keep their precision. Towers that share weights are
   untied from their ``Identity`` aliases first, or the second tower would stay fp32.
+  ``MatMulNBits``' ``accuracy_level`` says how it computes: 0 in float (the weights
+  dequantized), 4 in int8 with the activations quantized at run time *per row and per block
+  of 32 inputs*: still nothing shared across rows, so still batch-independent, and on a CPU
+  with int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, ARM dot) much faster than
+  float. ``ACCURACY_LEVEL`` (4) is the default; ``python -m rradistill_toolkit.quantize
+  compute-level`` re-targets an exported folder without exporting it again (the weights are
+  the same; only how they are multiplied changes), and ``benches/students.py`` measures the
+  two side by side.
 - ``static``: weights int8 per output channel, activation scales fixed ahead of time from
   calibration batches of the toolkit's own text, QDQ format. Batch-independent too, but
   int8 activations cost RRA-BERT-m much of its English dev-set MRR against fp32 (rerun with
@@ -26,8 +34,11 @@ quantization tools wherever they cover the case):
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
+import shutil
 
 import numpy as np
 
@@ -181,11 +192,19 @@ def int8_rows(graph) -> list[str]:
     return used
 
 
-def quantize_weights(fp32_path: str, out_path: str, block_size: int = 32) -> dict:
+# MatMulNBits' compute precision for weight-only graphs: int8, activations quantized per row
+# and block at run time (batch-independent). 0 would compute in float.
+ACCURACY_LEVEL = 4
+
+
+def quantize_weights(fp32_path: str, out_path: str, block_size: int = 32,
+                     accuracy_level: int = ACCURACY_LEVEL) -> dict:
     """Weight-only int8: every weight MatMul becomes ONNX Runtime's ``MatMulNBits`` (8 bits,
-    symmetric, one scale per ``block_size`` inputs of each output column, computed in float),
-    and the embedding tables int8 per row (``int8_rows``). Activations stay float, so nothing
-    is scaled by the batch: a row's score is the same alone or padded among others."""
+    symmetric, one scale per ``block_size`` inputs of each output column, computed as
+    ``accuracy_level`` says), and the embedding tables int8 per row (``int8_rows``).
+    Activations are stored float, and at level 4 quantized per row and block only while
+    multiplied, so nothing is scaled by the batch: a row's score is the same alone or padded
+    among others."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -193,7 +212,8 @@ def quantize_weights(fp32_path: str, out_path: str, block_size: int = 32) -> dic
     model = onnx.load(fp32_path)
     aliases = untie_shared_weights(model.graph)
     tables = int8_rows(model.graph)
-    q = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True)
+    q = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True,
+                             accuracy_level=accuracy_level)
     q.process()
     model = q.model.model
     # Two towers' MatMuls on one weight each wrote the same packed initializer: keep one.
@@ -206,9 +226,16 @@ def quantize_weights(fp32_path: str, out_path: str, block_size: int = 32) -> dic
     model.graph.initializer.extend(unique)
     onnx.save(model, out_path)
     ops = [n.op_type for n in model.graph.node]
-    return {"method": "weights", "activations": "float (weight-only int8)", "format": "MatMulNBits + int8 rows",
-            "block_size": block_size, "matmuls_int8": ops.count("MatMulNBits"),
+    return {"method": "weights", "activations": activations_of(accuracy_level), "format": "MatMulNBits + int8 rows",
+            "block_size": block_size, "accuracy_level": accuracy_level, "matmuls_int8": ops.count("MatMulNBits"),
             "matmuls_fp32": ops.count("MatMul"), "tables_int8": tables, "aliases_untied": aliases}
+
+
+def activations_of(accuracy_level: int) -> str:
+    """What a weight-only graph does with activations at ``accuracy_level`` (the report's words)."""
+    if accuracy_level == 4:
+        return "float; quantized to int8 per row and block of 32 while multiplied (accuracy_level 4)"
+    return "float (weight-only int8)"
 
 
 def size_mb(path: str) -> float:
@@ -217,3 +244,55 @@ def size_mb(path: str) -> float:
 
 def concat_rows(feeds: list[dict]) -> dict:  # pragma: no cover - small helper for reports
     return {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+
+
+def set_accuracy_level(model_path: str, out_path: str, level: int) -> int:
+    """Writes ``model_path`` with every ``MatMulNBits`` computing at ``level``; returns how
+    many nodes were set. The weights are untouched."""
+    import onnx
+
+    model = onnx.load(model_path)
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "MatMulNBits":
+            continue
+        kept = [a for a in node.attribute if a.name != "accuracy_level"]
+        del node.attribute[:]
+        node.attribute.extend(kept + [onnx.helper.make_attribute("accuracy_level", level)])
+        count += 1
+    onnx.save(model, out_path)
+    return count
+
+
+def compute_level_folder(folder: str, out: str, level: int) -> dict:
+    """A copy of an exported weight-only folder whose ``MatMulNBits`` compute at ``level``,
+    with the export report saying so."""
+    if os.path.abspath(folder) != os.path.abspath(out):
+        shutil.copytree(folder, out, dirs_exist_ok=True)
+    nodes = set_accuracy_level(os.path.join(folder, "model.onnx"), os.path.join(out, "model.onnx"), level)
+    if nodes == 0:
+        raise SystemExit(f"{folder}/model.onnx has no MatMulNBits: not a weight-only int8 folder")
+    report_path = os.path.join(out, "export_report.json")
+    if os.path.exists(report_path):
+        report = json.load(open(report_path))
+        weights = report.setdefault("quantization", {}).setdefault("weights", {})
+        weights["accuracy_level"] = level
+        weights["activations"] = activations_of(level)
+        json.dump(report, open(report_path, "w"), indent=1)
+    return {"folder": out, "matmulnbits": nodes, "accuracy_level": level}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="int8 tools for exported folders")
+    sub = ap.add_subparsers(dest="command", required=True)
+    level = sub.add_parser("compute-level", help="copy a weight-only folder with MatMulNBits computing at --level")
+    level.add_argument("folder")
+    level.add_argument("--out", required=True, help="the new folder (the same path rewrites it in place)")
+    level.add_argument("--level", type=int, default=ACCURACY_LEVEL, choices=[0, 1, 2, 3, 4],
+                       help="0 unset (float), 1 fp32, 2 fp16, 3 bf16, 4 int8 (default)")
+    args = ap.parse_args()
+    print(json.dumps(compute_level_folder(args.folder, args.out, args.level)))
+
+
+if __name__ == "__main__":
+    main()

@@ -159,6 +159,21 @@ def test_weight_only_and_static_int8_are_batch_independent_and_dynamic_is_not(e5
     fp32_scores, int8_scores = scorer_of(fp32)(pairs), scorer_of(str(tmp_path / "weights.onnx"))(pairs)
     assert checks.spearman(fp32_scores, int8_scores) > 0.95
 
+    # The served default computes in int8 (accuracy_level 4), activations quantized per row
+    # and block while multiplied: every MatMulNBits says so, and it stays batch-independent.
+    # compute-level re-targets a graph to float compute (0) and back with the weights untouched.
+    assert reports["weights"]["accuracy_level"] == quantize.ACCURACY_LEVEL == 4
+    levels = {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"}
+    assert levels == {4}, levels
+    as_float = str(tmp_path / "weights-level0.onnx")
+    assert quantize.set_accuracy_level(str(tmp_path / "weights.onnx"), as_float, 0) == reports["weights"]["matmuls_int8"]
+    float_compute = checks.batch_independence(scorer_of(as_float), pairs)
+    assert float_compute["ok"] and float_compute["max_abs_diff"] < checks.BATCH_LIMIT, float_compute
+    float_scores = scorer_of(as_float)(pairs)
+    assert checks.spearman(float_scores, int8_scores) > 0.99
+    same_weights = {t.name: t.raw_data for t in onnx.load(as_float).graph.initializer}
+    assert same_weights == {t.name: t.raw_data for t in graph.initializer}
+
 
 def test_served_student_is_batch_independent_within_1e3():
     """The committed default student: each pair alone equals the same pair in a padded batch
