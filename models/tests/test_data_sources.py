@@ -68,7 +68,7 @@ def test_pseudo_queries_take_the_sentence_out_of_its_passage():
     assert not text.startswith(qs[0]["text"])  # never the first sentence
 
 
-def test_build_drops_recurring_headings_and_splits_every_source():
+def test_build_drops_recurring_headings_and_splits_every_source(text_packages):
     from rradistill_toolkit import data
 
     qs = [{"text": "Activating the tool", "kind": "structure"}] * 3 + [{"text": "Crop an image", "kind": "structure"}]
