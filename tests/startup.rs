@@ -113,6 +113,17 @@ fn mismatched_model_folders_are_refused_with_the_reason() {
     std::fs::remove_file(dir.join("manifest.json")).unwrap();
     let e = load_error(&dir);
     assert!(e.contains("manifest.json"), "{e}");
+
+    // A load that fails after its first session opened (profiling where the nodes run)
+    // leaves no profile behind: ONNX Runtime writes one when such a session is dropped.
+    let ours = format!("rradistill-placement-{}-", std::process::id());
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&ours))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "profiles left behind: {left:?}");
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //! fallback is allowed.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Result};
@@ -116,8 +117,12 @@ impl Graph {
             fallback_reason: None,
             placement: None,
         };
-        // Session 0 profiles the load's placement batch, then stops profiling.
+        // Session 0 profiles the load's placement batch, then stops profiling. ONNX Runtime
+        // also writes the profile when a session is dropped still profiling (a load that
+        // fails after session 0 opened): declared before the sessions, the cleanup drops
+        // after them and removes whatever was written.
         let profile = profile_prefix(model_path);
+        let _cleanup = ProfileCleanup(profile.clone());
         let mut sessions = Vec::with_capacity(options.sessions.max(1));
         for n in 0..options.sessions.max(1) {
             let profile = (n == 0).then_some(profile.as_path());
@@ -162,7 +167,7 @@ impl Graph {
     /// model that did most of its work on CPU fails here unless CPU fallback is allowed; a
     /// profile that cannot be had (no writable temporary folder) is logged, not fatal.
     fn profile_placement(
-        &mut self,
+        &self,
         model_path: &Path,
         options: &SessionOptions,
     ) -> Result<Option<Placement>> {
@@ -465,17 +470,45 @@ fn dispatch(provider: Provider, device_id: i32) -> Option<ExecutionProviderDispa
     }
 }
 
-/// Where session 0 writes its load-time profile (ONNX Runtime appends a timestamp).
+/// Where session 0 writes its load-time profile. ONNX Runtime appends only a timestamp in
+/// seconds, so each load gets its own number: two loads of one folder in the same second (a
+/// reload, one folder under two names) must not read or delete each other's profile.
 fn profile_prefix(model_path: &Path) -> PathBuf {
+    static LOADS: AtomicU64 = AtomicU64::new(0);
     let stem = model_path
         .parent()
         .and_then(|d| d.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let load = LOADS.fetch_add(1, Ordering::Relaxed);
     std::env::temp_dir().join(format!(
-        "rradistill-placement-{}-{stem}",
+        "rradistill-placement-{}-{load}-{stem}",
         std::process::id()
     ))
+}
+
+/// Removes every file a profile `prefix` produced (ONNX Runtime appends a timestamp).
+struct ProfileCleanup(PathBuf);
+
+impl Drop for ProfileCleanup {
+    fn drop(&mut self) {
+        let (Some(dir), Some(prefix)) = (self.0.parent(), self.0.file_name()) else {
+            return;
+        };
+        let prefix = prefix.to_string_lossy();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(prefix.as_ref())
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 fn open_session(
