@@ -232,3 +232,25 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn otlp_of(args: &[&str]) -> OtlpConfig {
+        let mut all = vec!["rradistill", "--model-dir", "m"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).unwrap().otlp()
+    }
+
+    #[test]
+    fn an_empty_otlp_endpoint_exports_nothing() {
+        // Compose and Kubernetes pass `OTLP_ENDPOINT=` when none is wanted.
+        assert_eq!(otlp_of(&["--otlp-endpoint", ""]).endpoint, None);
+        assert_eq!(otlp_of(&["--otlp-endpoint", "  "]).endpoint, None);
+        assert_eq!(otlp_of(&[]).endpoint, None);
+        let set = otlp_of(&["--otlp-endpoint", "http://collector:4317"]);
+        assert_eq!(set.endpoint.as_deref(), Some("http://collector:4317"));
+        assert_eq!(set.service_name, "rradistill");
+    }
+}
