@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use anyhow::Context as _;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::Context;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -84,11 +85,6 @@ impl Telemetry {
         Ok(Telemetry { provider })
     }
 
-    /// Whether spans are exported.
-    pub fn exporting(&self) -> bool {
-        self.provider.is_some()
-    }
-
     /// Sends the spans still queued; call once the server has stopped.
     pub fn shutdown(self) {
         if let Some(provider) = self.provider {
@@ -114,18 +110,28 @@ fn exporter(endpoint: &str, otlp: &OtlpConfig) -> anyhow::Result<SdkTracerProvid
         .build())
 }
 
-/// Makes `span` a child of the caller's span named in `headers` (W3C `traceparent`), when
-/// spans are exported and the caller sent one; otherwise does nothing.
-pub fn adopt_caller_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
-    let Some(propagator) = PROPAGATOR.get() else {
-        return;
-    };
+/// The caller's trace context named in `headers` (W3C `traceparent`; gRPC metadata reads
+/// as headers too): `None`, at the cost of one look-up, when spans are not exported or the
+/// caller sent none.
+pub fn caller_trace(headers: &axum::http::HeaderMap) -> Option<Context> {
+    let propagator = PROPAGATOR.get()?;
     if !headers.contains_key("traceparent") {
-        return;
+        return None;
     }
-    let parent = propagator.extract(&Headers(headers));
-    // Fails only when the span is disabled (filtered out): nothing to attach then.
-    let _ = span.set_parent(parent);
+    Some(propagator.extract(&Headers(headers)))
+}
+
+/// Makes `span` a child of `caller`'s span, when there is one.
+pub fn adopt(span: &tracing::Span, caller: Option<&Context>) {
+    if let Some(caller) = caller {
+        // Fails only when the span is disabled (filtered out): nothing to attach then.
+        let _ = span.set_parent(caller.clone());
+    }
+}
+
+/// [`adopt`] of the [`caller_trace`] in `headers`.
+pub fn adopt_caller_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    adopt(span, caller_trace(headers).as_ref());
 }
 
 struct Headers<'a>(&'a axum::http::HeaderMap);

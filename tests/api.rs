@@ -660,12 +660,7 @@ async fn operational_endpoints() {
     assert_eq!(placement["providers"].as_object().unwrap().len(), 1, "{placement}");
     assert_eq!(placement["cpu_share"], 1.0);
     assert_eq!(placement["cpu_ops"], json!([]));
-    let leftover = format!("rradistill-placement-{}-", std::process::id());
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&leftover))
-        .collect();
+    let left = common::profiles_left_behind();
     assert!(left.is_empty(), "profiles left behind: {left:?}");
     assert_eq!(info["limits"]["max_documents"], 1000);
     assert_eq!(info["models"][0]["batching"]["max_batch_size"], 16);

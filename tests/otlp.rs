@@ -113,46 +113,62 @@ fn flatten(export: ExportTraceServiceRequest) -> Vec<Span> {
     spans
 }
 
-/// Collects spans until every span of the trace `request_id` started has arrived: the
-/// request's own (HTTP `request` or gRPC `grpc_request`) and the pipeline's three.
-async fn trace_of(
+/// Receives exports into `seen` until `found` finds what it looks for in them (30 s at most).
+async fn collect_until<T>(
     exports: &mut mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
     seen: &mut Vec<Span>,
-    request_id: &str,
-) -> (Span, Vec<Span>) {
+    what: &str,
+    found: impl Fn(&[Span]) -> Option<T>,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(root) = seen
-            .iter()
-            .find(|s| s.attributes.get("id").map(String::as_str) == Some(request_id))
-            .cloned()
-        {
-            let rerank = seen
-                .iter()
-                .find(|s| s.name == "rerank" && s.parent_span_id == root.span_id)
-                .cloned();
-            if let Some(rerank) = rerank {
-                let inside: Vec<Span> = seen
-                    .iter()
-                    .filter(|s| s.parent_span_id == rerank.span_id)
-                    .cloned()
-                    .collect();
-                if inside.len() >= 2 {
-                    let mut all = vec![rerank];
-                    all.extend(inside);
-                    return (root, all);
-                }
-            }
+        if let Some(hit) = found(seen) {
+            return hit;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(
             !left.is_zero(),
-            "the spans of {request_id} never reached the collector; got {seen:#?}"
+            "{what} never reached the collector; got {seen:#?}"
         );
         if let Ok(Some(export)) = tokio::time::timeout(left, exports.recv()).await {
             seen.extend(flatten(export));
         }
     }
+}
+
+/// The span of the request `request_id` (HTTP `request` or gRPC `grpc_request`).
+fn root_of(seen: &[Span], request_id: &str) -> Option<Span> {
+    seen.iter()
+        .find(|s| s.attributes.get("id").map(String::as_str) == Some(request_id))
+        .cloned()
+}
+
+/// Every span of the trace `request_id` started, once all have arrived: the request's own,
+/// then the pipeline's `rerank` followed by the (at least two) spans inside it.
+async fn trace_of(
+    exports: &mut mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
+    seen: &mut Vec<Span>,
+    request_id: &str,
+) -> (Span, Vec<Span>) {
+    let what = format!("the spans of {request_id}");
+    collect_until(exports, seen, &what, |seen| {
+        let root = root_of(seen, request_id)?;
+        let rerank = seen
+            .iter()
+            .find(|s| s.name == "rerank" && s.parent_span_id == root.span_id)?
+            .clone();
+        let inside: Vec<Span> = seen
+            .iter()
+            .filter(|s| s.parent_span_id == rerank.span_id)
+            .cloned()
+            .collect();
+        (inside.len() >= 2).then(|| {
+            let mut all = vec![rerank];
+            all.extend(inside);
+            (root, all)
+        })
+    })
+    .await
 }
 
 fn check_pipeline(root: &Span, pipeline: &[Span], documents: usize) {
@@ -245,20 +261,10 @@ async fn request_spans_reach_the_collector_inside_the_callers_trace() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let root = loop {
-        if let Some(root) = seen
-            .iter()
-            .find(|s| s.attributes.get("id").map(String::as_str) == Some("otlp-http-2"))
-        {
-            break root.clone();
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "the span of otlp-http-2 never arrived");
-        if let Ok(Some(export)) = tokio::time::timeout(left, exports.recv()).await {
-            seen.extend(flatten(export));
-        }
-    };
+    let root = collect_until(&mut exports, &mut seen, "the span of otlp-http-2", |seen| {
+        root_of(seen, "otlp-http-2")
+    })
+    .await;
     assert_ne!(root.trace_id, TRACE_ID);
     assert!(root.parent_span_id.is_empty(), "{root:?}");
 

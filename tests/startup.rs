@@ -116,13 +116,7 @@ fn mismatched_model_folders_are_refused_with_the_reason() {
 
     // A load that fails after its first session opened (profiling where the nodes run)
     // leaves no profile behind: ONNX Runtime writes one when such a session is dropped.
-    let ours = format!("rradistill-placement-{}-", std::process::id());
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&ours))
-        .map(|e| e.file_name())
-        .collect();
+    let left = common::profiles_left_behind();
     assert!(left.is_empty(), "profiles left behind: {left:?}");
 }
 

@@ -154,12 +154,16 @@ fn request_id<T>(request: &Request<T>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// One re-rank's span (one per message of a stream), a child of the caller's trace when its
-/// metadata carries a W3C `traceparent`.
-fn request_span(id: &str, method: &'static str, caller: &tonic::codegen::http::HeaderMap) -> tracing::Span {
+/// One re-rank's span (one per message of a stream), a child of `caller`, the trace context
+/// its metadata named ([`crate::telemetry::caller_trace`]), when there is one.
+fn request_span(
+    id: &str,
+    method: &'static str,
+    caller: Option<&opentelemetry::Context>,
+) -> tracing::Span {
     let span = tracing::info_span!("grpc_request", id = %id, method = method,
         otel.name = %format_args!("rradistill.v1.Rerank/{method}"), otel.kind = "server");
-    crate::telemetry::adopt_caller_trace(&span, caller);
+    crate::telemetry::adopt(&span, caller);
     span
 }
 
@@ -204,7 +208,8 @@ impl Rerank for GrpcRerank {
         request: Request<pb::RerankRequest>,
     ) -> Result<Response<pb::RerankResponse>, Status> {
         let id = request_id(&request);
-        let span = request_span(&id, "Rerank", &request.metadata().clone().into_headers());
+        let caller = crate::telemetry::caller_trace(request.metadata().as_ref());
+        let span = request_span(&id, "Rerank", caller.as_ref());
         rerank_one(&self.service, id, request.into_inner())
             .instrument(span)
             .await
@@ -219,12 +224,13 @@ impl Rerank for GrpcRerank {
     ) -> Result<Response<Self::RerankStreamStream>, Status> {
         let id = request_id(&request);
         let service = self.service.clone();
-        let caller = request.metadata().clone().into_headers();
+        // Read once: every message's span joins the same caller trace.
+        let caller = crate::telemetry::caller_trace(request.metadata().as_ref());
         let inbound = request.into_inner();
         let outbound = inbound.enumerate().then(move |(n, item)| {
             let service = service.clone();
             let id = format!("{id}-{n}");
-            let span = request_span(&id, "RerankStream", &caller);
+            let span = request_span(&id, "RerankStream", caller.as_ref());
             async move {
                 match item {
                     Ok(request) => rerank_one(&service, id, request).await,

@@ -179,9 +179,8 @@ impl Graph {
                 return Ok(None);
             }
         };
-        let placement = Placement::from_profile(&file);
-        let _ = std::fs::remove_file(&file);
-        let placement = match placement {
+        // The file itself goes with the load's `ProfileCleanup`.
+        let placement = match Placement::from_profile(&file) {
             Ok(placement) => placement,
             Err(error) => {
                 tracing::warn!(model = %model_path.display(), error = %format!("{error:#}"),
@@ -233,7 +232,6 @@ impl Graph {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let file = PathBuf::from(session.end_profiling()?);
         if let Err(error) = ran {
-            let _ = std::fs::remove_file(&file);
             bail!("the profiled batch failed: {error}");
         }
         Ok(file)

@@ -176,6 +176,18 @@ pub fn documents(n: usize, seed: usize) -> Vec<String> {
         .collect()
 }
 
+/// Load-time placement profiles (`src/model/graph.rs`) of this process still in the temp
+/// folder: every load must remove its own, whether it succeeded or not.
+pub fn profiles_left_behind() -> Vec<std::ffi::OsString> {
+    let ours = format!("rradistill-placement-{}-", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|name| name.to_string_lossy().starts_with(&ours))
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
