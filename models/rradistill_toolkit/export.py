@@ -11,7 +11,9 @@ Steps:
 1. ``torch.onnx.export`` (TorchScript exporter, opset 17) of the encoder and its [CLS]
    head only (``students.encoder.ClsScorer``): inputs ``input_ids``, ``attention_mask``,
    ``token_type_ids`` int64 ``[batch, sequence]``, output ``logits`` float32 ``[batch, 1]``;
-   batch and sequence axes dynamic. The graph holds no Term Control Layer.
+   batch and sequence axes dynamic. The graph holds no Term Control Layer. ``simplify``
+   then keeps one attention mask for all layers and drops the exporter's NaN guards
+   (scores unchanged; RRA-BERT-m's export does the same).
 2. Parity: PyTorch vs ONNX Runtime fp32 logits on real (query, document) pairs; the max
    absolute difference is reported and must be below 1e-4.
 3. int8 dynamic quantization (ONNX Runtime), with its own agreement check: Spearman rank
@@ -128,6 +130,9 @@ def export_onnx(encoder, path: str) -> None:
         torch.onnx.export(model, (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]), path,
                           input_names=list(dummy), output_names=["logits"], dynamic_axes=dyn,
                           opset_version=17, dynamo=False, do_constant_folding=True)
+    from .simplify import simplify_file
+
+    simplify_file(path, path)  # one attention mask per graph, no NaN guards (scores unchanged)
 
 
 def export(student_dir: str, out_dir: str, precision: str, pairs_data: str, prerank: str, max_length: int | None,

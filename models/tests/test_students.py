@@ -191,3 +191,58 @@ def test_served_student_is_batch_independent_within_1e3():
     res = checks.batch_independence(score, pairs)
     assert res["ok"], (manifest["name"], res)
     assert np.allclose(score(pairs[:1]), [refs[0]["logit"]], atol=1e-4)
+
+
+def test_simplified_attention_keeps_every_score_and_drops_the_per_layer_masks(e5, tmp_path):
+    """The export's graph pass (``simplify``): one additive mask per tower instead of one per
+    layer, no NaN guards, the same scores on a padded batch of both languages, and a document
+    whose every position is masked scores a finite number instead of NaN."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from rradistill_toolkit import simplify
+    from rradistill_toolkit.students import late, tokenization
+
+    cfg = BertConfig(vocab_size=250037, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                     intermediate_size=128, max_position_embeddings=128, pad_token_id=1)
+    torch.manual_seed(1)
+    scorer = late.LateScorer(BertModel(cfg, add_pooling_layer=False)).eval()
+    with torch.no_grad():
+        scorer.head.weight.normal_(0, 0.5)
+    tok = tokenization.TowerTokenizer(e5 / "tokenizer.json", window=64, query_window=32)
+    raw, simple = str(tmp_path / "raw.onnx"), str(tmp_path / "simple.onnx")
+    late.export_onnx(scorer, raw, simplified=False)
+    late.export_onnx(scorer, simple)
+
+    ops = {p: collections.Counter(n.op_type for n in onnx.load(p).graph.node) for p in (raw, simple)}
+    assert ops[raw]["IsNaN"] == 2 * 3 and ops[simple]["IsNaN"] == 0, ops  # 2 towers x 3 layers
+    # the interaction layer's own mask stays one Where too
+    assert ops[raw]["Where"] - ops[simple]["Where"] >= 2 * 3 + 2 * 3 - 2, ops
+    assert simplify.simplify(onnx.load(simple))["nan_guards_removed"] == 0  # idempotent
+
+    pairs = [(q, d) for q in (SENTENCES_EN[0], SENTENCES_KO[0]) for d in SENTENCES_EN[1:] + SENTENCES_KO[1:]]
+    feed = late.feed_numpy(tok, pairs)
+    run = {p: ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (raw, simple)}
+    before, after = (run[p].run(["scores"], feed)[0] for p in (raw, simple))
+    assert np.max(np.abs(before - after)) < 1e-6, (before, after)
+    empty = dict(feed, attention_mask=np.zeros_like(feed["attention_mask"]))
+    assert np.isfinite(run[simple].run(["scores"], empty)[0]).all()
+
+
+def test_simplify_command_checks_a_committed_folder_against_its_reference_pairs(tmp_path):
+    """``python -m rradistill_toolkit.simplify`` on the committed rra-bert-mini (an encoder
+    exported before the pass): its 6 NaN guards go, its reference pairs score the same alone
+    and batched, and the export report records it."""
+    from rradistill_toolkit import simplify
+    from rradistill_toolkit.common import MODELS_DIR
+
+    out = tmp_path / "rra-bert-mini"
+    report = simplify.simplify_folder(str(MODELS_DIR / "rra-bert-mini"), str(out))
+    assert report["nan_guards_removed"] == 6 and report["masks_kept"] == 1, report
+    assert report["check"]["max_abs_diff"] <= simplify.IDENTICAL and report["check"]["pairs"] > 0
+    assert json.loads((out / "export_report.json").read_text())["simplified"] == report
+

@@ -130,8 +130,9 @@ def is_head(name: str) -> bool:
     return name.startswith("tcl") or ".head." in name or name.endswith("log_scale") or name.startswith("head")
 
 
-def export_onnx(scorer: LateScorer, path: str, opset: int = 17) -> None:
-    """The served graph, batch and length axes dynamic (TorchScript exporter)."""
+def export_onnx(scorer: LateScorer, path: str, opset: int = 17, simplified: bool = True) -> None:
+    """The served graph, batch and length axes dynamic (TorchScript exporter); ``simplified``
+    (the export's choice) keeps one attention mask per tower and no NaN guards."""
     scorer = scorer.eval()
     feed = tokenization.example_feed(scorer.encoder.config.vocab_size)
     names = ["query_ids", "query_mask", "input_ids", "attention_mask", "query_index"]
@@ -141,6 +142,10 @@ def export_onnx(scorer: LateScorer, path: str, opset: int = 17) -> None:
     with torch.no_grad():
         torch.onnx.export(scorer, tuple(feed[n] for n in names), path, input_names=names,
                           output_names=["scores"], dynamic_axes=axes, opset_version=opset, dynamo=False)
+    if simplified:
+        from ..simplify import simplify_file
+
+        simplify_file(path, path)
 
 
 # --- training hooks (the shared loop is train.py) ---------------------------------------------
