@@ -150,3 +150,13 @@ def test_leave_one_source_out_holds_out_a_whole_family():
     parser = loso.train_stage.build_parser()
     args = parser.parse_args(["--labels", "x", "--out", "y", "--exclude-sources", "gimp-en", "gimp-ko"])
     assert args.exclude_sources == ["gimp-en", "gimp-ko"]
+
+
+def test_a_source_with_no_documents_stops_the_data_stage(monkeypatch):
+    """A help package that is neither installed nor unpacked yields no pages: the stage stops
+    and says how to get them, instead of writing a corpus without that source."""
+    from rradistill_toolkit import data
+
+    monkeypatch.setitem(data.SOURCES, "gimp-ko", lambda: ([], []))
+    with pytest.raises(SystemExit, match=r"'gimp-ko' has no documents.*assets --text"):
+        data.build(["gimp-ko"], 0.1, 13)

@@ -83,6 +83,11 @@ def build(sources, test_fraction: float, seed: int, max_queries: dict[str, int] 
     corpus, queries = [], []
     for name in sources:
         docs, qs = SOURCES[name]()
+        if not docs:
+            # A run on part of the corpus would still train and report, per source, as if whole.
+            raise SystemExit(f"data: source {name!r} has no documents: its Debian text package is neither "
+                             "installed nor unpacked. Run `python -m rradistill_toolkit.assets --text` (or "
+                             f"this stage with --install), or leave {name!r} out with --sources.")
         for q in qs:
             q.setdefault("kind", "structure")
         qs = drop_recurring(qs)
@@ -154,12 +159,14 @@ def main(argv=None) -> None:
     ap.add_argument("--source-test-fraction", nargs="*", metavar="SOURCE=F", default=["debian-faq-ko=0.3"],
                     help="per-source held-out fraction (default: more Korean FAQ queries held out)")
     ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--install", action="store_true", help="install missing text packages")
+    ap.add_argument("--install", action="store_true",
+                    help="install (or unpack, for the help packages) missing text packages")
     args = ap.parse_args(argv)
     if args.install:
-        from ..assets import ensure_text_packages
+        from ..assets import ensure_text_packages, ensure_unpacked
 
         ensure_text_packages()
+        ensure_unpacked()
     fracs = {k: float(v) for k, _, v in (x.partition("=") for x in args.source_test_fraction or [])}
     sources = list(args.sources)
     corpus, queries = build(sources, args.test_fraction, args.seed, parse_caps(args.max_queries), fracs,
