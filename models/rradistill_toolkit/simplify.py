@@ -5,8 +5,9 @@ What it owns: rewriting the attention that ``torch.onnx.export`` writes for
 the mask into an additive bias with ``Where(mask, 0, -inf)`` over ``[batch, 1, length,
 length]`` and then guards the softmax with ``Where(IsNaN(p), 0, p)``, for rows whose every
 key is masked (``-inf`` everywhere gives NaN). On RRA-BERT-m that is 48 full-size ``Where``
-and 24 ``IsNaN`` passes per batch, 16% of its CPU time (ONNX Runtime's profile), for a mask
-that is the same in every layer of a tower.
+and 24 ``IsNaN`` passes per batch (15% of its kernel time on held-out queries:
+``benches/op_profile.py``, ``benches/results/simplify/``), for a mask that is the same in
+every layer of a tower.
 
 ``simplify`` (applied by every encoder export, and to an exported folder by ``python -m
 rradistill_toolkit.simplify FOLDER --out NEW``):
