@@ -28,6 +28,24 @@ SENTENCES_KO = [
 ]
 
 
+def tiny_late_scorer(layers: int, seed: int):
+    """A small random RRA-BERT-m network (multilingual-e5-small's vocabulary, 64 wide) with a
+    non-zero interaction head: fast to export, and every graph property under test is the
+    graph's, not the weights'."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from rradistill_toolkit.students import late
+
+    cfg = BertConfig(vocab_size=250037, hidden_size=64, num_hidden_layers=layers, num_attention_heads=4,
+                     intermediate_size=128, max_position_embeddings=128, pad_token_id=1)
+    torch.manual_seed(seed)
+    scorer = late.LateScorer(BertModel(cfg, add_pooling_layer=False)).eval()
+    with torch.no_grad():
+        scorer.head.weight.normal_(0, 0.5)
+    return scorer
+
+
 @pytest.fixture(scope="session")
 def e5():
     from rradistill_toolkit.students import bases
@@ -112,19 +130,11 @@ def test_late_student_starts_at_its_teacher_and_exports_with_parity(e5, tmp_path
 def test_weight_only_and_static_int8_are_batch_independent_and_dynamic_is_not(e5, tmp_path):
     import onnx
     import onnxruntime as ort
-    import torch
-    from transformers import BertConfig, BertModel
 
     from rradistill_toolkit import checks, quantize
     from rradistill_toolkit.students import late, tokenization
 
-    # A small random tower with the real tokenizer keeps this fast; the property is the graph's.
-    cfg = BertConfig(vocab_size=250037, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=128, max_position_embeddings=128, pad_token_id=1)
-    torch.manual_seed(0)
-    scorer = late.LateScorer(BertModel(cfg, add_pooling_layer=False)).eval()
-    with torch.no_grad():
-        scorer.head.weight.normal_(0, 0.5)
+    scorer = tiny_late_scorer(layers=2, seed=0)
     tok = tokenization.TowerTokenizer(e5 / "tokenizer.json", window=64, query_window=32)
     fp32 = str(tmp_path / "fp32.onnx")
     late.export_onnx(scorer, fp32)
@@ -201,18 +211,11 @@ def test_simplified_attention_keeps_every_score_and_drops_the_per_layer_masks(e5
 
     import onnx
     import onnxruntime as ort
-    import torch
-    from transformers import BertConfig, BertModel
 
     from rradistill_toolkit import simplify
     from rradistill_toolkit.students import late, tokenization
 
-    cfg = BertConfig(vocab_size=250037, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
-                     intermediate_size=128, max_position_embeddings=128, pad_token_id=1)
-    torch.manual_seed(1)
-    scorer = late.LateScorer(BertModel(cfg, add_pooling_layer=False)).eval()
-    with torch.no_grad():
-        scorer.head.weight.normal_(0, 0.5)
+    scorer = tiny_late_scorer(layers=3, seed=1)
     tok = tokenization.TowerTokenizer(e5 / "tokenizer.json", window=64, query_window=32)
     raw, simple = str(tmp_path / "raw.onnx"), str(tmp_path / "simple.onnx")
     late.export_onnx(scorer, raw, simplified=False)
@@ -246,3 +249,31 @@ def test_simplify_command_checks_a_committed_folder_against_its_reference_pairs(
     assert report["check"]["max_abs_diff"] <= simplify.IDENTICAL and report["check"]["pairs"] > 0
     assert json.loads((out / "export_report.json").read_text())["simplified"] == report
 
+
+def test_regraph_makes_a_checked_new_version_from_a_committed_folder(tiny_pipeline, tmp_path):
+    """``export --regraph`` (``pipeline --regraph``'s export): the TCL-free twin's committed
+    0.6.0 graph (float compute, the exporter's per-layer masks) becomes a new version with the
+    same weights, int8 compute and simplified attention; its checks run again on real held-out
+    pairs and its reference pairs are scored anew."""
+    import onnx
+
+    from rradistill_toolkit import export, quantize
+    from rradistill_toolkit.common import MODELS_DIR
+    from rradistill_toolkit.students import late
+
+    out = tmp_path / "regraphed"
+    report = export.regraph_late(str(MODELS_DIR / "rra-bert-m-no-tcl"), str(out), "9.9.9",
+                                 str(tiny_pipeline / "data"), str(tiny_pipeline / "prerank.jsonl"),
+                                 "rra-bert-m-no-tcl 0.6.0")
+    rg = report["regraph"]
+    assert json.loads((out / "manifest.json").read_text())["version"] == "9.9.9"
+    assert rg["simplified"]["nan_guards_removed"] == 24 and rg["simplified"]["masks_kept"] == 2, rg
+    assert rg["batch_independence"]["ok"] and rg["pairs"] > 8
+    assert rg["agreement_with_previous"]["spearman_all_pairs"] > 0.95, rg
+    graph = onnx.load(str(out / "model.onnx")).graph
+    levels = {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"}
+    assert levels == {quantize.ACCURACY_LEVEL}
+    assert report["quantization"]["weights"]["accuracy_level"] == quantize.ACCURACY_LEVEL
+    score = late.folder_scorer(str(out))
+    for r in (json.loads(line) for line in (out / "reference.jsonl").read_text().splitlines()):
+        assert abs(score([(r["query"], r["document"])])[0] - r["logit"]) < 1e-5
