@@ -126,17 +126,32 @@ def heldout_subset(ev: dict, names: list[str]) -> dict:
             "methods": keep, "comparisons": comps}
 
 
-def collect(work: str, model: str, ablation: str, teacher: str, previous: str, reproduce: str = REPRODUCE) -> dict:
+# What a version made without training (``pipeline --regraph``) takes from its trained
+# predecessor's card: the run that made its weights.
+CARRIED = ("training", "labels", "loso", "ood_teachers")
+
+
+def collect(work: str, model: str, ablation: str | None, teacher: str, previous: str, reproduce: str = REPRODUCE,
+            results: str | None = None, carry_from: str | None = None) -> dict:
+    """``card.json`` from a run's outputs: the data under ``work``, the measurements under
+    ``results`` (default: ``work``), and with ``carry_from`` (a trained version's folder whose
+    weights this one has) that version's ``CARRIED`` sections instead of a training run's."""
+    results = results or work
     name = json.load(open(f"{model}/manifest.json"))["name"]
     ab_name = json.load(open(f"{ablation}/manifest.json"))["name"] if ablation else None
     prev_name = previous.replace(" ", "-")
-    ev = json.load(open(f"{work}/eval/eval.json"))
-    ood = json.load(open(f"{work}/ood.json"))
-    slug = teacher.split(":", 1)[1] if teacher.startswith("scorer:") else teacher
-    stats = _json(f"{work}/labels/{slug}.all.stats.json")
-    cfg = json.load(open(f"{work}/students/{name}/train_config.json"))
+    ev = json.load(open(f"{results}/eval/eval.json"))
+    ood = json.load(open(f"{results}/ood.json"))
     variants = [n for n in ev["methods"] if n.startswith(name + "-")]
-    loso = _json(f"{work}/loso/loso.json")  # runs of the TCL student: only its card shows them
+    if carry_from:
+        carried = json.load(open(f"{carry_from}/card.json"))
+        stats = cfg = None
+        loso = carried["loso"]
+    else:
+        slug = teacher.split(":", 1)[1] if teacher.startswith("scorer:") else teacher
+        stats = _json(f"{work}/labels/{slug}.all.stats.json")
+        cfg = json.load(open(f"{work}/students/{name}/train_config.json"))
+        loso = _json(f"{work}/loso/loso.json")  # runs of the TCL student: only its card shows them
     card = {
         "template": "late",
         "teacher": teacher,
@@ -151,10 +166,13 @@ def collect(work: str, model: str, ablation: str, teacher: str, previous: str, r
         "heldout": heldout_subset(ev, [name, *([ab_name] if ab_name else []), prev_name, *variants]),
         "ood": ood,
         "ood_teachers": _json(f"{work}/ood-teachers.json"),
-        "loso": loso if loso and loso.get("settings", {}).get("tcl") == bool(cfg.get("tcl")) else None,
+        "loso": loso if loso and cfg and loso.get("settings", {}).get("tcl") == bool(cfg.get("tcl")) else None,
         # The pair sets only: the bench's "models" entry maps names to this machine's paths.
-        "cost": {k: v for k, v in (_json(f"{work}/cost.json") or {}).items() if k != "models"} or None,
+        "cost": {k: v for k, v in (_json(f"{results}/cost.json") or {}).items() if k != "models"} or None,
     }
+    if carry_from:
+        card.update({k: carried[k] for k in CARRIED})
+        card["carried"] = {"from": previous, "sections": list(CARRIED)}
     card["ship"] = ship_decision(ood, ood, comparison(ev, name, prev_name), name, prev_name)
     return card
 
@@ -193,13 +211,18 @@ def main(argv=None) -> None:
     ap.add_argument("--teacher", default="scorer:e5")
     ap.add_argument("--previous", default="rra-bert-mini 0.5.0")
     ap.add_argument("--reproduce", default=REPRODUCE, help="the command that made the model (the pipeline's own)")
+    ap.add_argument("--results", default=None, help="where the run's eval/, ood.json and cost.json are (default: --work)")
+    ap.add_argument("--carry-from", default=None, metavar="FOLDER",
+                    help="a trained version whose weights MODEL has: its card's training, labels, LOSO and teacher "
+                         "choice are carried")
     a = ap.parse_args(argv)
     if a.render_only:
         write(a.render_only)
         return
     if not a.model:
         ap.error("--model is required unless --render-only")
-    write_json(os.path.join(a.model, "card.json"), collect(a.work, a.model, a.ablation, a.teacher, a.previous, a.reproduce))
+    write_json(os.path.join(a.model, "card.json"), collect(a.work, a.model, a.ablation, a.teacher, a.previous,
+                                                            a.reproduce, a.results, a.carry_from))
     write(a.model)
     print(f"card: wrote {a.model}/README.md and card.json")
 

@@ -23,8 +23,13 @@ Steps:
    ``reference.jsonl`` (pairs scored here with Python tokenizers + ONNX Runtime on the
    folder's own model.onnx, for the Rust tests). ``export_report.json`` keeps the checks.
 
+``--regraph FOLDER`` (``regraph_late``) makes a new version of an exported RRA-BERT-m folder
+with the same weights and the graph this export now writes (int8 compute, simplified
+attention), its checks run again; ``pipeline --regraph`` measures and cards it.
+
 Usage: python -m rradistill_toolkit.export --student models/work/students/rra-bert \
            --out models/rra-bert-mini [--precision int8] [--pairs-from models/work/prerank.jsonl]
+       python -m rradistill_toolkit.export --regraph OLD --previous "NAME VERSION" --out NEW --version V
 """
 
 from __future__ import annotations
@@ -382,6 +387,48 @@ def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str
     return report
 
 
+def regraph_late(previous_dir: str, out_dir: str, version: str, data_dir: str, prerank: str,
+                 previous: str, threads: int = 2) -> dict:
+    """A new version of an exported late student with the same weights and the graph the
+    export now writes: ``MatMulNBits`` computing at ``quantize.ACCURACY_LEVEL`` and the
+    attention ``simplify`` leaves (checked to change no score). The folder's checks are run
+    again on the new graph, on the same real held-out pairs the export uses: batch
+    independence, and agreement with the previous version's graph in place of fp32 (whose
+    graph was not kept)."""
+    import tempfile
+
+    from . import checks, quantize, simplify
+    from .students import late
+
+    with tempfile.TemporaryDirectory() as tmp:
+        leveled = os.path.join(tmp, "leveled")
+        level = quantize.compute_level_folder(previous_dir, leveled, quantize.ACCURACY_LEVEL)
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        simplified = simplify.simplify_folder(leveled, out_dir)
+    manifest = json.load(open(os.path.join(out_dir, "manifest.json")))
+    manifest["version"] = version
+    write_json(os.path.join(out_dir, "manifest.json"), manifest)
+
+    held = calibration_pairs(data_dir, prerank, 8, split="test", seed=3)
+    pairs = [(q, d) for _, q, docs in held for d in docs[:5] + docs[-3:]]
+    qof = [q for q, _ in pairs]
+    before, after = late.folder_scorer(previous_dir, threads), late.folder_scorer(out_dir, threads)
+    scored = [np.concatenate([fn(pairs[i:i + 16]) for i in range(0, len(pairs), 16)]) for fn in (before, after)]
+    bi = checks.batch_independence(after, pairs[:24])
+    if not bi["ok"]:
+        raise SystemExit(f"regraph: the new graph's scores depend on the batch: {bi}")
+    report = json.load(open(os.path.join(out_dir, "export_report.json")))
+    report["regraph"] = {"from": previous, "accuracy_level": level["accuracy_level"],
+                         "matmulnbits": level["matmulnbits"], "simplified": simplified,
+                         "pairs": len(pairs), "batch_independence": bi,
+                         "agreement_with_previous": checks.agreement(scored[0], scored[1], qof)}
+    write_late_reference(out_dir)
+    write_json(os.path.join(out_dir, "export_report.json"), report)
+    print(f"regraph: {previous} -> {out_dir} ({version}): {report['regraph']}", file=sys.stderr)
+    return report
+
+
 def write_late_reference(model_dir: str) -> None:
     """reference.jsonl for a late folder: each pair alone and the whole set in one batch."""
     from .students import late
@@ -423,7 +470,11 @@ def write_reference(model_dir: str, window: int) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Export RRA-BERT to an ONNX model folder (stage 6).")
-    ap.add_argument("--student", required=True, help="folder written by the train stage")
+    ap.add_argument("--student", help="folder written by the train stage")
+    ap.add_argument("--regraph", metavar="FOLDER",
+                    help="late: a new version of this exported folder, same weights, the graph the export now "
+                         "writes (instead of --student)")
+    ap.add_argument("--previous", default=None, help="--regraph: the folder's name and version, for the report")
     ap.add_argument("--out", required=True, help="model folder to write")
     ap.add_argument("--precision", default="int8", choices=["int8", "fp32"])
     ap.add_argument("--data", default=str(WORK_DIR / "data"))
@@ -438,6 +489,13 @@ def main(argv=None) -> None:
     ap.add_argument("--version", default=time.strftime("%Y.%m.%d"))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.regraph:
+        regraph_late(args.regraph, args.out, args.version, args.data, args.prerank,
+                     args.previous or args.regraph, threads=args.threads)
+        print(f"export: wrote {args.out}")
+        return
+    if not args.student:
+        ap.error("--student is required unless --regraph")
     cfg = json.load(open(os.path.join(args.student, "train_config.json")))
     if cfg.get("student") == "late":
         export_late(args.student, args.out, args.quantization, args.data, args.prerank, args.labels, args.name,

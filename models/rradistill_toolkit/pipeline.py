@@ -33,11 +33,19 @@ RRA-BERT-m (the default):
               in-domain (held-out NDCG@10 not lower, paired interval)
   card        ``card``: README.md from the folder's own artefacts, for both folders
 
+A new graph for trained weights (``--regraph``, how rra-bert-m 0.6.1 was made): the last
+trained version (``TRAINED``, from the git history) exported again as the export now writes
+graphs (``export --regraph``: int8 compute, simplified attention, checks rerun), then held-out
+queries (the teacher labels them only), the dev sets through the service, cost beside the
+previous versions, the ship rule against the trained version, and a card that carries the
+trained version's training, labels, LOSO and teacher choice. No training: most of its time is
+the held-out evaluation.
+
 RRA-GPT (``--student gpt``): labels from ``--teacher``, extractive rationales, RRA-GPT and its
 alpha = beta = 0 ablation (``train --student decoder``), exports, evaluation beside the
 default student, card.
 
-Usage: python -m rradistill_toolkit.pipeline [--student late|gpt] [--work models/work]
+Usage: python -m rradistill_toolkit.pipeline [--student late|gpt] [--regraph] [--work models/work]
        [--teacher scorer:e5] [--train-queries 600] [--skip-loso]
 Set RRADISTILL_TEACHER_BASE_URL/_MODEL/_API_KEY and pass ``--teacher openai`` to label with a
 strong LLM behind an endpoint instead.
@@ -54,6 +62,8 @@ import sys
 from .common import MODELS_DIR, REPO_ROOT, WORK_DIR
 
 PREVIOUS = ("6d44dba", "models/rra-bert-mini", "rra-bert-mini 0.5.0")
+# The last trained version of the default student: ``--regraph`` makes the next one from it.
+TRAINED = ("bd5aec9", "models/rra-bert-m", "rra-bert-m 0.6.0")
 TEACHER_CANDIDATES_EN = ["scorer:mpnet", "scorer:minilm", "scorer:committee:e5+mpnet",
                          "scorer:committee:e5+mpnet+minilm", "scorer:committee:e5+bm25"]
 
@@ -85,10 +95,11 @@ def run_parallel(commands: list[list[str]], module: bool = True) -> None:
         raise SystemExit(f"pipeline: failed: {failed}")
 
 
-def previous_version(work: str) -> str:
-    """The previous default student, unpacked from the git history into the work folder."""
-    commit, path, _ = PREVIOUS
-    dest = os.path.join(work, "previous", os.path.basename(path))
+def previous_version(work: str, version: tuple[str, str, str] = PREVIOUS) -> str:
+    """A committed version (default: the previous default student), unpacked from the git
+    history into the work folder."""
+    commit, path, name = version
+    dest = os.path.join(work, "previous", name.replace(" ", "-"))
     if not os.path.exists(os.path.join(dest, "model.onnx")):
         os.makedirs(dest, exist_ok=True)
         archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", commit, path], check=True,
@@ -159,6 +170,40 @@ def late(a) -> None:
          "--teacher", a.teacher, "--previous", PREVIOUS[2], "--reproduce", a.reproduce])
 
 
+def regraph(a) -> None:
+    """The next version of RRA-BERT-m from the last trained one's weights (``TRAINED``, from the
+    git history) with the graph the export now writes (``export --regraph``: int8 compute,
+    simplified attention), measured as its own version: held-out queries (the teacher's labels
+    on them only), the dev sets through the service, cost beside the previous versions, the
+    ship rule against the trained version, the card. Training, its labels, leave-one-source-out
+    and the teacher choice are that run's: the card carries them from its card."""
+    w, r = a.work, f"{a.work}/regraph"
+    data, cands, pre, lab = f"{w}/data", f"{w}/candidates.jsonl", f"{w}/prerank.jsonl", f"{w}/labels"
+    run(["assets", "--text"])
+    run(["data", "--out", data], skip_if=f"{data}/queries.jsonl")
+    run(["firststage", "--data", data, "--out", cands, "--compare"], skip_if=cands)
+    run(["prerank", "--data", data, "--candidates", cands, "--out", pre, "--scorer", "bm25"], skip_if=pre)
+    test_labels = f"{lab}/{slug(a.teacher)}.test.jsonl"
+    run(["labels", "--data", data, "--prerank", pre, "--cache-dir", f"{w}/cache", "--teacher", a.teacher,
+         "--split", "test", "--out", test_labels], skip_if=test_labels.rsplit(".jsonl", 1)[0] + ".stats.json")
+    trained, mini = previous_version(w, TRAINED), previous_version(w)
+    trained_name, mini_name = TRAINED[2].replace(" ", "-"), PREVIOUS[2].replace(" ", "-")
+    out = a.out
+    run(["export", "--regraph", trained, "--previous", TRAINED[2], "--out", out, "--version", a.version,
+         "--data", data, "--prerank", pre])  # cheap and deterministic: always made again
+    run(["evaluate", "--data", data, "--prerank", pre, "--labels", f"{slug(a.teacher)}={test_labels}",
+         "--reference", slug(a.teacher), "--student", f"rra-bert-m={out}", f"{trained_name}={trained}",
+         "--max-queries", str(a.eval_queries), "--out", f"{r}/eval"], skip_if=f"{r}/eval/eval.json")
+    run(["ood", "--service-binary", str(REPO_ROOT / "target/release/rradistill"), "--serve", f"rra-bert-m={out}",
+         f"{trained_name}={trained}", f"{mini_name}={mini}", "--teacher", "e5", "--out", f"{r}/ood.json"],
+        skip_if=f"{r}/ood.json")
+    run([str(REPO_ROOT / "benches" / "students.py"), "--model", f"{mini_name}={mini}",
+         "--model", f"{trained_name}={trained}", "--model", f"rra-bert-m={out}", "--pairs", "ood", "heldout",
+         "--heldout-queries", "20", "--rounds", "3", "--json", f"{r}/cost.json"], skip_if=f"{r}/cost.json", module=False)
+    run(["card", "--work", w, "--results", r, "--model", out, "--teacher", a.teacher, "--previous", TRAINED[2],
+         "--carry-from", trained, "--reproduce", a.reproduce])
+
+
 def gpt(a) -> None:
     w = a.work
     data, pre = f"{w}/data", f"{w}/prerank.jsonl"
@@ -203,7 +248,10 @@ def main(argv=None) -> None:
     ap.add_argument("--skip-loso", action="store_true")
     ap.add_argument("--eval-queries", type=int, default=300,
                     help="held-out queries the evaluate stage ranks (a seeded sample across sources; 0: all)")
-    ap.add_argument("--version", default="0.6.0")
+    ap.add_argument("--version", default=None, help="the new version (default: 0.6.0 trained, 0.6.1 --regraph)")
+    ap.add_argument("--regraph", action="store_true",
+                    help="no training: the next version from the last trained one's weights, as the export now "
+                         "writes graphs, measured and carded as its own version")
     ap.add_argument("--layers", type=int, default=6, help="gpt: decoder blocks kept")
     ap.add_argument("--alpha", type=float, default=0.5, help="gpt: weight of L_cls")
     ap.add_argument("--beta", type=float, default=0.25, help="gpt: weight of L_reason")
@@ -212,7 +260,8 @@ def main(argv=None) -> None:
     ap.add_argument("--gpt-version", default="0.2.0")
     a = ap.parse_args(argv)
     a.reproduce = " ".join(["python -m rradistill_toolkit.pipeline", *(sys.argv[1:] if argv is None else argv)])
-    (gpt if a.student == "gpt" else late)(a)
+    a.version = a.version or ("0.6.1" if a.regraph else "0.6.0")
+    (gpt if a.student == "gpt" else regraph if a.regraph else late)(a)
 
 
 if __name__ == "__main__":
