@@ -419,10 +419,11 @@ def regraph_late(previous_dir: str, out_dir: str, version: str, data_dir: str, p
     if not bi["ok"]:
         raise SystemExit(f"regraph: the new graph's scores depend on the batch: {bi}")
     report = json.load(open(os.path.join(out_dir, "export_report.json")))
+    agree = checks.agreement(scored[0], scored[1], qof)
+    agree["max_abs_diff"] = agree.pop("max_abs_diff_vs_fp32")  # here against the previous graph
     report["regraph"] = {"from": previous, "accuracy_level": level["accuracy_level"],
                          "matmulnbits": level["matmulnbits"], "simplified": simplified,
-                         "pairs": len(pairs), "batch_independence": bi,
-                         "agreement_with_previous": checks.agreement(scored[0], scored[1], qof)}
+                         "pairs": len(pairs), "batch_independence": bi, "agreement_with_previous": agree}
     write_late_reference(out_dir)
     write_json(os.path.join(out_dir, "export_report.json"), report)
     print(f"regraph: {previous} -> {out_dir} ({version}): {report['regraph']}", file=sys.stderr)
