@@ -30,4 +30,4 @@ Shared pieces: ``common`` (files, resume), ``checks`` (export checks), ``quantiz
 ``metrics``, ``llm_server`` (OpenAI-compatible server for a local GGUF LLM).
 """
 
-__version__ = "0.6.0"
+__version__ = "0.6.1"
