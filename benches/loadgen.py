@@ -166,6 +166,14 @@ class Record:
     latency: float  # seconds, from when it was due (open loop) or sent (closed loop)
     tokens: int = 0
     pairs: int = 0
+    # The service's own account of an answered request (the response's `meta`, ms): the time
+    # inside the service, tokenizing, the longest wait of one of its pairs for a batch (when
+    # its last batch started) and the inference time of the batches it ran in.
+    total_ms: float | None = None
+    tokenization_ms: float | None = None
+    queue_ms: float | None = None
+    inference_ms: float | None = None
+    batches: int | None = None
 
 
 @dataclass
@@ -177,24 +185,26 @@ class Phase:
     rss: list[tuple[float, float]] = field(default_factory=list)  # (t, MiB)
 
 
-async def _send(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, int, int]:
+async def _send(session: aiohttp.ClientSession, url: str, body: bytes) -> dict:
     async with session.post(url, data=body, headers={"content-type": "application/json"}) as resp:
         data = await resp.read()
-        tokens = pairs = 0
+        out = {"status": resp.status}
         if resp.status == 200:
             meta = json.loads(data).get("meta", {})
-            tokens = meta.get("input_tokens", 0)
-            pairs = meta.get("documents", 0)
-        return resp.status, tokens, pairs
+            out.update(tokens=meta.get("input_tokens", 0), pairs=meta.get("documents", 0),
+                       **{k: meta.get(k) for k in ("total_ms", "tokenization_ms", "queue_ms", "inference_ms",
+                                                   "batches")})
+        return out
 
 
 async def one(session, url, body, phase: Phase, t0: float, due: float) -> None:
     try:
-        status, tokens, pairs = await _send(session, url, body)
+        sent = await _send(session, url, body)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-        status, tokens, pairs = 0, 0, 0
+        sent = {"status": 0}
     now = time.monotonic()
-    phase.records.append(Record(due - t0, status, now - due, tokens, pairs))
+    status = sent.pop("status")
+    phase.records.append(Record(due - t0, status, now - due, **sent))
 
 
 async def _sample_rss(server: Server, phase: Phase, t0: float, stop: asyncio.Event) -> None:
@@ -338,10 +348,28 @@ def summarize(phase: Phase, since: float = 0.0) -> dict:
         "ok_max_ms": _ms(max(lat_ok) if lat_ok else None),
         "refused_p50_ms": _ms(percentile(lat_429, 50)),
         "refused_p99_ms": _ms(percentile(lat_429, 99)),
+        # Where the slowest answered requests spent their time, by the service's headers: the
+        # slowest 5% by client latency, their mean time in the service and their pairs' mean
+        # wait for a batch, beside the same for all answered requests.
+        **_slowest(ok),
         "rss_min_mib": round(min(rss), 1) if rss else None,
         "rss_max_mib": round(max(rss), 1) if rss else None,
         "rss_last_mib": round(rss[-1], 1) if rss else None,
     }
+
+
+def _slowest(ok: list[Record], share: float = 0.05) -> dict:
+    parts = ("total", "tokenization", "queue", "inference")
+    timed = [r for r in ok if all(getattr(r, f"{p}_ms") is not None for p in parts)]
+    if not timed:
+        return {}
+    slow = sorted(timed, key=lambda r: r.latency)[-max(1, math.ceil(share * len(timed))):]
+    mean = lambda xs: round(sum(xs) / len(xs), 1)
+    means = lambda rs: {**{f"{'service' if p == 'total' else p}_ms_mean": mean([getattr(r, f"{p}_ms") for r in rs])
+                           for p in parts}, "batches_mean": mean([r.batches or 0 for r in rs])}
+    return {"ok_timing": means(timed),
+            "slowest": {"share": share, "requests": len(slow),
+                        "latency_ms_mean": mean([1000 * r.latency for r in slow]), **means(slow)}}
 
 
 def _ms(x: float | None) -> float | None:

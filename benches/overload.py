@@ -99,6 +99,13 @@ async def main() -> int:
     print(f"overload: accepted p99 {p99} ms vs wait target + one request's service time "
           f"{bound_ms:.0f} ms: {'within' if within else 'OVER'}; 429 p50 {s_over['refused_p50_ms']} ms, "
           f"p99 {s_over['refused_p99_ms']} ms")
+    if "slowest" in s_over:
+        each = lambda t: (f"{t['service_ms_mean']} ms in the service: tokenizing {t['tokenization_ms_mean']}, its last "
+                          f"batch started after {t['queue_ms_mean']}, {t['batches_mean']} batches of "
+                          f"{t['inference_ms_mean']} ms inference in all")
+        slow = s_over["slowest"]
+        print(f"overload, answered: {each(s_over['ok_timing'])}; the slowest {slow['requests']} "
+              f"(latency {slow['latency_ms_mean']} ms): {each(slow)}")
     print(f"service exit status {code}; crashed: {crashed}")
 
     result = {
