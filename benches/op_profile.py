@@ -78,7 +78,7 @@ def profile(folder: str, requests, threads: int) -> dict:
 
 
 def main(argv=None) -> None:
-    from students import heldout_requests, ood_requests
+    from students import heldout_requests, ood_requests, write_result
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, metavar="NAME=FOLDER")
@@ -95,9 +95,7 @@ def main(argv=None) -> None:
         top = list(r["by_op"].items())[: args.top]
         print(f"{name}: " + ", ".join(f"{op} {100 * v['share']:.1f}% ({v['nodes']})" for op, v in top))
     if args.json:
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1))
+        write_result(args.json, result)
 
 
 if __name__ == "__main__":

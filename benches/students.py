@@ -95,9 +95,14 @@ def main(argv=None) -> None:
         print(f"{kind}: {r['pairs']} pairs in {r['requests']} requests, {r['rounds']} rounds, median ms/pair "
               + ", ".join(f"{n} {v} ({r['ratio_to_reference'][n]}x)" for n, v in r["ms_per_pair"].items()))
     if args.json:
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1))
+        write_result(args.json, result)
+
+
+def write_result(path: str, result: dict) -> None:
+    """A bench's result as JSON at ``path`` (its folder made if missing)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -267,6 +267,19 @@ def platt(scores: np.ndarray, labels: np.ndarray, iters: int = 200) -> tuple[flo
     return float(a), float(b)
 
 
+def late_check_pairs(data_dir, prerank) -> tuple[list[tuple[str, str]], list[str]]:
+    """The real held-out pairs a late export's checks score (8 test queries, each with its top
+    5 and bottom 3 candidates), and each pair's query."""
+    held = calibration_pairs(data_dir, prerank, 8, split="test", seed=3)
+    pairs = [(q, d) for _, q, docs in held for d in docs[:5] + docs[-3:]]
+    return pairs, [q for q, _ in pairs]
+
+
+def in_batches(score, pairs, size: int = 16) -> np.ndarray:
+    """``score`` (one batch of pairs -> scores) over all ``pairs``, ``size`` at a time."""
+    return np.concatenate([score(pairs[i:i + size]) for i in range(0, len(pairs), size)])
+
+
 def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str, prerank: str, labels: str | None,
                 name: str, version: str, threads: int = 2, variants: bool = False,
                 calibration_queries: int = 24) -> dict:
@@ -323,13 +336,10 @@ def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str
     fp32 = os.path.join(work, "model.fp32.onnx")
     late.export_onnx(scorer, fp32)
     onnx.checker.check_model(fp32)
-    held = calibration_pairs(data_dir, prerank, 8, split="test", seed=3)
-    pairs = [(q, d) for _, q, docs in held for d in docs[:5] + docs[-3:]]
-    qof = [q for q, _ in pairs]
+    pairs, qof = late_check_pairs(data_dir, prerank)
     with torch.no_grad():
-        ref = np.concatenate([scorer(**{k: torch.from_numpy(v) for k, v in
-                                        late.feed_numpy(tok, pairs[i:i + 16]).items()}).numpy()
-                              for i in range(0, len(pairs), 16)])
+        ref = in_batches(lambda ps: scorer(**{k: torch.from_numpy(v) for k, v in late.feed_numpy(tok, ps).items()})
+                         .numpy(), pairs)
 
     # 4. int8: the served method and, for the record (``--variants``), dynamic int8 beside it.
     # Static int8's calibration only runs when asked for (``--quantization static``).
@@ -358,7 +368,7 @@ def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str
     for label, path in graphs.items():
         shutil.copyfile(path, os.path.join(out_dir, "model.onnx"))
         fn = late.folder_scorer(out_dir, threads)
-        scored[label] = np.concatenate([fn(pairs[i:i + 16]) for i in range(0, len(pairs), 16)])
+        scored[label] = in_batches(fn, pairs)
         entry = {"size_mb": quantize.size_mb(path),
                  "batch_independence": checks.batch_independence(fn, pairs[:24])}
         if label != "fp32":
@@ -410,11 +420,9 @@ def regraph_late(previous_dir: str, out_dir: str, version: str, data_dir: str, p
     manifest["version"] = version
     write_json(os.path.join(out_dir, "manifest.json"), manifest)
 
-    held = calibration_pairs(data_dir, prerank, 8, split="test", seed=3)
-    pairs = [(q, d) for _, q, docs in held for d in docs[:5] + docs[-3:]]
-    qof = [q for q, _ in pairs]
+    pairs, qof = late_check_pairs(data_dir, prerank)
     before, after = late.folder_scorer(previous_dir, threads), late.folder_scorer(out_dir, threads)
-    scored = [np.concatenate([fn(pairs[i:i + 16]) for i in range(0, len(pairs), 16)]) for fn in (before, after)]
+    scored = [in_batches(fn, pairs) for fn in (before, after)]
     bi = checks.batch_independence(after, pairs[:24])
     if not bi["ok"]:
         raise SystemExit(f"regraph: the new graph's scores depend on the batch: {bi}")

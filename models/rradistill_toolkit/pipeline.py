@@ -109,13 +109,21 @@ def previous_version(work: str, version: tuple[str, str, str] = PREVIOUS) -> str
     return dest
 
 
-def late(a) -> None:
-    w = a.work
-    data, cands, pre, lab = f"{w}/data", f"{w}/candidates.jsonl", f"{w}/prerank.jsonl", f"{w}/labels"
-    run(["assets", "--text", "--minilm", "--mpnet"])
+def first_stages(w: str, *assets: str) -> tuple[str, str, str]:
+    """Assets (the text, and ``assets``' flags), data, first stage and pre-rank under the work
+    folder ``w``, each skipped when done; returns the data folder, the pre-rank file and the
+    labels folder."""
+    data, cands, pre = f"{w}/data", f"{w}/candidates.jsonl", f"{w}/prerank.jsonl"
+    run(["assets", "--text", *assets])
     run(["data", "--out", data], skip_if=f"{data}/queries.jsonl")
     run(["firststage", "--data", data, "--out", cands, "--compare"], skip_if=cands)
     run(["prerank", "--data", data, "--candidates", cands, "--out", pre, "--scorer", "bm25"], skip_if=pre)
+    return data, pre, f"{w}/labels"
+
+
+def late(a) -> None:
+    w = a.work
+    data, pre, lab = first_stages(w, "--minilm", "--mpnet")
     common = ["--data", data, "--prerank", pre, "--cache-dir", f"{w}/cache"]
     teacher_labels = f"{lab}/{slug(a.teacher)}.all.jsonl"
     stats = lambda path: path.rsplit(".jsonl", 1)[0] + ".stats.json"  # written when a label run completes
@@ -178,11 +186,7 @@ def regraph(a) -> None:
     ship rule against the trained version, the card. Training, its labels, leave-one-source-out
     and the teacher choice are that run's: the card carries them from its card."""
     w, r = a.work, f"{a.work}/regraph"
-    data, cands, pre, lab = f"{w}/data", f"{w}/candidates.jsonl", f"{w}/prerank.jsonl", f"{w}/labels"
-    run(["assets", "--text"])
-    run(["data", "--out", data], skip_if=f"{data}/queries.jsonl")
-    run(["firststage", "--data", data, "--out", cands, "--compare"], skip_if=cands)
-    run(["prerank", "--data", data, "--candidates", cands, "--out", pre, "--scorer", "bm25"], skip_if=pre)
+    data, pre, lab = first_stages(w)
     test_labels = f"{lab}/{slug(a.teacher)}.test.jsonl"
     run(["labels", "--data", data, "--prerank", pre, "--cache-dir", f"{w}/cache", "--teacher", a.teacher,
          "--split", "test", "--out", test_labels], skip_if=test_labels.rsplit(".jsonl", 1)[0] + ".stats.json")
