@@ -277,3 +277,19 @@ def test_regraph_makes_a_checked_new_version_from_a_committed_folder(tiny_pipeli
     score = late.folder_scorer(str(out))
     for r in (json.loads(line) for line in (out / "reference.jsonl").read_text().splitlines()):
         assert abs(score([(r["query"], r["document"])])[0] - r["logit"]) < 1e-5
+
+
+def test_simplify_command_refuses_to_rewrite_its_own_reference(tmp_path):
+    """The folder command checks the new graph against the original, so writing over the
+    original is refused, with what to do, and the folder is left as it was."""
+    import shutil
+
+    from rradistill_toolkit import simplify
+    from rradistill_toolkit.common import MODELS_DIR
+
+    folder = tmp_path / "rra-bert-mini"
+    shutil.copytree(MODELS_DIR / "rra-bert-mini", folder)
+    before = (folder / "model.onnx").read_bytes()
+    with pytest.raises(SystemExit, match="--out must be a new folder"):
+        simplify.simplify_folder(str(folder), str(folder))
+    assert (folder / "model.onnx").read_bytes() == before
