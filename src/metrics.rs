@@ -48,6 +48,7 @@ pub struct Metrics {
     pub max_concurrent_requests: IntGaugeVec,
     pub expected_queue_wait_seconds: GaugeVec,
     pub throughput_tokens_per_second: GaugeVec,
+    pub wait_estimate_correction: GaugeVec,
 }
 
 /// The handles of one model, label already applied.
@@ -227,12 +228,17 @@ impl Metrics {
             expected_queue_wait_seconds: float_gauge(
                 &registry,
                 "rradistill_expected_queue_wait_seconds",
-                "Admission's estimate of the wait for the work queued: queued tokens over the measured throughput, seconds",
+                "Admission's estimate of the wait for the work queued: queued tokens over the measured throughput, times the wait correction, seconds",
             ),
             throughput_tokens_per_second: float_gauge(
                 &registry,
                 "rradistill_throughput_tokens_per_second",
                 "Tokens per second the model is measured to score (moving average over its batches, all sessions)",
+            ),
+            wait_estimate_correction: float_gauge(
+                &registry,
+                "rradistill_wait_estimate_correction",
+                "Answered requests' time from admission to their last score over what queued tokens and the throughput predicted: moving mean plus two standard deviations (admission scales its wait estimate by it)",
             ),
             registry,
         }

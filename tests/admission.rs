@@ -2,7 +2,8 @@
 //! batch at start, then every batch), a request that would wait past `--max-queue-wait-ms` behind the queued work is
 //! refused at once with 429 saying so, one that would not is served, and the admission
 //! gauges (`rradistill_in_flight_requests`, `..._queued_tokens`, `..._max_queue_wait_seconds`,
-//! `..._expected_queue_wait_seconds`, `..._throughput_tokens_per_second`) are exported.
+//! `..._expected_queue_wait_seconds`, `..._throughput_tokens_per_second`,
+//! `..._wait_estimate_correction`) are exported; an answered request teaches the correction.
 
 mod common;
 
@@ -29,6 +30,13 @@ async fn a_request_that_would_wait_past_the_target_is_refused_at_once() {
         .await;
     assert_eq!(status, 200);
     let rate = model.admission.throughput().unwrap();
+    // Its last score came some time other than the queue predicted: the correction learned.
+    let correction = model.admission.correction();
+    assert_ne!(correction, 1.0);
+    let (_, info) = server.get_text("/info").await;
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let reported = info["models"][0]["queue"]["wait_estimate_correction"].as_f64().unwrap();
+    assert!((reported - correction).abs() < 1e-9, "{reported} vs {correction}");
 
     // Another client's admitted work that takes ten times the target to clear.
     let queued = (rate * 5.0) as usize;
@@ -58,6 +66,7 @@ async fn a_request_that_would_wait_past_the_target_is_refused_at_once() {
         "rradistill_max_queue_wait_seconds",
         "rradistill_expected_queue_wait_seconds",
         "rradistill_throughput_tokens_per_second",
+        "rradistill_wait_estimate_correction",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(name)),
@@ -67,6 +76,9 @@ async fn a_request_that_would_wait_past_the_target_is_refused_at_once() {
     assert_eq!(common::metric_value(&text, "rradistill_max_queue_wait_seconds"), 0.5);
     assert_eq!(common::metric_value(&text, "rradistill_in_flight_requests"), 0.0);
     assert!(common::metric_value(&text, "rradistill_throughput_tokens_per_second") > 0.0);
+    let learned = common::metric_value(&text, "rradistill_wait_estimate_correction");
+    let (low, high) = rradistill::batch::admission::CORRECTION_RANGE;
+    assert!((low..=high).contains(&learned) && learned != 1.0, "{learned}");
     server.stop().await;
 }
 

@@ -81,6 +81,10 @@ pub struct QueueInfo {
     /// Tokens per second the model is measured to score (absent until the first batch).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throughput_tokens_per_second: Option<f64>,
+    /// Answered requests' time from admission to their last score over what the queued
+    /// tokens and the throughput predicted, moving mean plus two standard deviations (1.0
+    /// until one is answered): the expected wait is scaled by it.
+    pub wait_estimate_correction: f64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -153,6 +157,7 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoBody> {
                         .filter(|_| m.admission.throughput().is_some())
                         .map(|w| w.as_secs_f64() * 1e3),
                     throughput_tokens_per_second: m.admission.throughput(),
+                    wait_estimate_correction: m.admission.correction(),
                 },
             }
         })

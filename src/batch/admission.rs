@@ -9,6 +9,19 @@
 //! nobody); a rate not measured yet (a model that could not score its calibration batch)
 //! leaves only the caps below to refuse.
 //!
+//! Queued tokens over throughput is the wait of an ideal queue. Real requests take longer to
+//! be answered than it predicts: their pairs are scored a batch at a time on sessions that
+//! run side by side, so a request's last batch ends up to a batch's time after the tokens
+//! alone say, and length grouping lets neighbours of similar length pass one another. So
+//! every answered request compares the time from its admission to its last score with what
+//! the queue and the rate predicted for it then (work ahead plus its own). The ratio's moving
+//! mean plus [`SPREAD`] of its moving standard deviation ([`Lateness`], weighted by the
+//! predicted time, so a request of one pair barely moves it) scales the wait estimate: the
+//! mean alone would keep the promise for the typical request and break it for the late ones,
+//! and a tail is what a latency target is about. The promise admission keeps is then the one
+//! a client can check: an admitted request is answered within the wait target plus its own
+//! service time (its tokens over the throughput), as nearly all measured requests went.
+//!
 //! Two hard caps stay, for memory, not for latency: requests in flight
 //! (`--max-concurrent-requests`) and tokens held (`--max-queue-tokens`). Tokens are held from
 //! before tokenization (an upper bound of what the request's documents can become, so
@@ -21,9 +34,9 @@
 //! per-pair permits do (TEI #305). An [`Entry`] gives everything back when the request
 //! finishes, however it ends.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::throughput::Throughput;
 
@@ -66,6 +79,74 @@ struct Inner {
     /// Tokens admitted for inference and not yet answered: the wait estimate's numerator.
     queued: AtomicUsize,
     throughput: Arc<Throughput>,
+    /// How much longer answered requests took than the queue predicted.
+    lateness: Mutex<Lateness>,
+    /// `lateness`'s correction as f64 bits, read by every admission without the lock.
+    correction: AtomicU64,
+}
+
+/// How fast the correction forgets: after this much predicted time of answered requests,
+/// older ones weigh 1/e.
+pub const CORRECTION_TIME_CONSTANT: Duration = Duration::from_secs(30);
+
+/// The correction stays within this range whatever requests measured (clients that hung up
+/// mid-request, a machine that stalled).
+pub const CORRECTION_RANGE: (f64, f64) = (0.5, 4.0);
+
+/// Standard deviations of the lateness ratio added to its mean: about the 98th percentile
+/// of a normal spread, so the late requests keep the promise too.
+pub const SPREAD: f64 = 2.0;
+
+/// The ratio of answered requests' real time to their predicted time: its moving mean and
+/// variance, each request weighted by its predicted time (an exponentially weighted moving
+/// average that forgets over [`CORRECTION_TIME_CONSTANT`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lateness {
+    mean: f64,
+    variance: f64,
+}
+
+impl Default for Lateness {
+    /// Before any request is answered: on time, with no spread.
+    fn default() -> Lateness {
+        Lateness {
+            mean: 1.0,
+            variance: 0.0,
+        }
+    }
+}
+
+impl Lateness {
+    /// One request predicted to take `predicted` took `actual`.
+    pub fn record(&mut self, predicted: Duration, actual: Duration) {
+        let predicted = predicted.as_secs_f64();
+        if predicted <= 0.0 {
+            return;
+        }
+        let (low, high) = CORRECTION_RANGE;
+        let ratio = (actual.as_secs_f64() / predicted).clamp(low, high);
+        let weight = 1.0 - (-predicted / CORRECTION_TIME_CONSTANT.as_secs_f64()).exp();
+        // The weighted incremental mean and variance (West, 1979).
+        let difference = ratio - self.mean;
+        let step = weight * difference;
+        self.mean += step;
+        self.variance = (1.0 - weight) * (self.variance + difference * step);
+    }
+
+    /// What the wait estimate is scaled by: the mean ratio plus [`SPREAD`] standard
+    /// deviations, within [`CORRECTION_RANGE`].
+    pub fn correction(&self) -> f64 {
+        let (low, high) = CORRECTION_RANGE;
+        (self.mean + SPREAD * self.variance.max(0.0).sqrt()).clamp(low, high)
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    pub fn standard_deviation(&self) -> f64 {
+        self.variance.max(0.0).sqrt()
+    }
 }
 
 /// One model's admission; cheap to clone (shared state).
@@ -80,6 +161,9 @@ pub struct Entry {
     admission: Admission,
     held: usize,
     queued: usize,
+    /// When its tokens were admitted, and how long the queue then predicted until its last
+    /// score (work ahead and its own, at the measured rate, uncorrected).
+    predicted: Option<(Instant, Duration)>,
 }
 
 /// Adds `n` to `counter` if the sum stays within `limit`.
@@ -100,6 +184,8 @@ impl Admission {
                 held: AtomicUsize::new(0),
                 queued: AtomicUsize::new(0),
                 throughput,
+                lateness: Mutex::new(Lateness::default()),
+                correction: AtomicU64::new(Lateness::default().correction().to_bits()),
             }),
         }
     }
@@ -118,8 +204,9 @@ impl Admission {
             admission: self.clone(),
             held: 0,
             queued: 0,
+            predicted: None,
         };
-        self.check_wait()?;
+        self.check_wait(0)?;
         if lower_bound > limits.max_tokens {
             return Err(AdmissionError::RequestTooLarge {
                 needed: lower_bound,
@@ -144,8 +231,10 @@ impl Admission {
         Ok(entry)
     }
 
-    fn check_wait(&self) -> Result<(), AdmissionError> {
-        let Some(expected) = self.expected_wait() else {
+    /// Refuses a request of `own` tokens (0 while they are not known yet: the least any
+    /// request can expect) whose expected wait is past the target.
+    fn check_wait(&self, own: usize) -> Result<(), AdmissionError> {
+        let Some(expected) = self.expected_wait_for(own) else {
             return Ok(());
         };
         let target = self.inner.limits.max_wait;
@@ -158,13 +247,47 @@ impl Admission {
         Ok(())
     }
 
-    /// How long the work queued now takes to clear at the measured throughput: zero for an
-    /// empty queue, None while no batch has been measured yet.
+    /// How long the work queued now takes to clear, as answered requests measured it (the
+    /// queue over the throughput, times the correction): zero for an empty queue, None while
+    /// no batch has been measured yet.
     pub fn expected_wait(&self) -> Option<Duration> {
-        match self.queued_tokens() {
-            0 => Some(Duration::ZERO),
-            queued => self.inner.throughput.time_for(queued),
+        self.expected_wait_for(0)
+    }
+
+    /// The wait a request of `own` tokens can expect: the time until its last score, as
+    /// answered requests measured it, less its own service time. With a correction above 1
+    /// a larger request expects more (its own batches are late by the same ratio); below 1,
+    /// its own work earns no credit against the work ahead, so the wait never falls below
+    /// what a request of no tokens expects (what `enter` checks before tokenizing).
+    fn expected_wait_for(&self, own: usize) -> Option<Duration> {
+        let queued = self.queued_tokens();
+        if queued == 0 {
+            return Some(Duration::ZERO);
         }
+        let rate = self.inner.throughput.tokens_per_second()?;
+        let (ahead, own) = (queued as f64 / rate, own as f64 / rate);
+        let c = self.correction();
+        Some(Duration::from_secs_f64(c * ahead + (c - 1.0).max(0.0) * own))
+    }
+
+    /// What the wait estimate is scaled by ([`Lateness::correction`]): 1.0 until a request
+    /// has been answered.
+    pub fn correction(&self) -> f64 {
+        f64::from_bits(self.inner.correction.load(Ordering::Relaxed))
+    }
+
+    /// The lateness answered requests measured so far.
+    pub fn lateness(&self) -> Lateness {
+        *self.inner.lateness.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One request was answered `actual` after its admission, where `predicted` was expected.
+    fn record_answered(&self, predicted: Duration, actual: Duration) {
+        let mut lateness = self.inner.lateness.lock().unwrap_or_else(|p| p.into_inner());
+        lateness.record(predicted, actual);
+        self.inner
+            .correction
+            .store(lateness.correction().to_bits(), Ordering::Relaxed);
     }
 
     /// Tokens admitted for inference and not yet answered.
@@ -237,13 +360,17 @@ impl Entry {
                 limit: limits.max_tokens,
             });
         }
-        self.admission.check_wait()?;
+        self.admission.check_wait(tokens)?;
         self.set_held(tokens)?;
-        self.admission
-            .inner
-            .queued
-            .fetch_add(tokens, Ordering::AcqRel);
+        let inner = &self.admission.inner;
+        let ahead = inner.queued.fetch_add(tokens, Ordering::AcqRel);
         self.queued += tokens;
+        if tokens > 0 && self.predicted.is_none() {
+            self.predicted = inner
+                .throughput
+                .time_for(ahead + tokens)
+                .map(|predicted| (Instant::now(), predicted));
+        }
         Ok(())
     }
 
@@ -256,6 +383,12 @@ impl Entry {
         let held = tokens.min(self.held);
         inner.held.fetch_sub(held, Ordering::AcqRel);
         self.held -= held;
+        if self.queued == 0 {
+            // Its last score: how long that took is what the correction learns from.
+            if let Some((admitted, predicted)) = self.predicted.take() {
+                self.admission.record_answered(predicted, admitted.elapsed());
+            }
+        }
     }
 
     pub fn admission(&self) -> &Admission {
@@ -352,6 +485,117 @@ mod tests {
         big.answered(2200);
         assert_eq!(admission.expected_wait(), Some(Duration::from_millis(800)));
         assert!(admission.try_admit(10).is_ok());
+    }
+
+    #[test]
+    fn lateness_is_a_time_weighted_mean_plus_spread_kept_in_range() {
+        let mut lateness = Lateness::default();
+        assert_eq!(lateness.correction(), 1.0);
+        // One request predicted 30 s that took 60: the mean moves 1 - 1/e of the way to 2,
+        // and the spread is what separates it from the past.
+        lateness.record(Duration::from_secs(30), Duration::from_secs(60));
+        let weight = 1.0 - (-1f64).exp();
+        assert!((lateness.mean() - (1.0 + weight)).abs() < 1e-9);
+        let variance = (1.0 - weight) * weight;
+        assert!((lateness.standard_deviation() - variance.sqrt()).abs() < 1e-9);
+        assert!((lateness.correction() - (1.0 + weight + SPREAD * variance.sqrt())).abs() < 1e-9);
+        // Always 1.5 late: the spread fades and the correction settles on 1.5.
+        for _ in 0..60 {
+            lateness.record(Duration::from_secs(30), Duration::from_secs(45));
+        }
+        assert!((lateness.correction() - 1.5).abs() < 1e-3, "{lateness:?}");
+        // Half on time, half twice as long: mean 1.5, deviation 0.5, so 2.5 with the spread.
+        for i in 0..400 {
+            let actual = if i % 2 == 0 { 3 } else { 6 };
+            lateness.record(Duration::from_secs(3), Duration::from_secs(actual));
+        }
+        assert!((lateness.mean() - 1.5).abs() < 0.05, "{lateness:?}");
+        assert!((lateness.standard_deviation() - 0.5).abs() < 0.05, "{lateness:?}");
+        assert!((lateness.correction() - 2.5).abs() < 0.15, "{lateness:?}");
+        // A one-pair request however late barely moves it: weighted by its predicted time.
+        let before = lateness;
+        lateness.record(Duration::from_millis(1), Duration::from_secs(10));
+        assert!((lateness.correction() - before.correction()).abs() < 0.01);
+        // Ratios are clamped into the range, and so is the correction.
+        for _ in 0..100 {
+            lateness.record(Duration::from_secs(30), Duration::from_secs(3600));
+        }
+        assert!((lateness.mean() - CORRECTION_RANGE.1).abs() < 1e-6);
+        assert_eq!(lateness.correction(), CORRECTION_RANGE.1);
+        for _ in 0..100 {
+            lateness.record(Duration::from_secs(30), Duration::ZERO);
+        }
+        assert!((lateness.mean() - CORRECTION_RANGE.0).abs() < 1e-6);
+        // Nothing predicted, nothing learned.
+        let before = lateness;
+        lateness.record(Duration::ZERO, Duration::from_secs(1));
+        assert_eq!(lateness, before);
+    }
+
+    #[test]
+    fn answered_requests_correct_the_wait_by_how_late_they_were() {
+        let (admission, throughput) = admission(100, 1_000_000, 3000);
+        throughput.record(1000, Duration::from_secs(1)); // 1000 tokens/s
+        assert_eq!(admission.correction(), 1.0);
+        for _ in 0..60 {
+            admission.record_answered(Duration::from_secs(30), Duration::from_secs(45));
+        }
+        let c = admission.correction();
+        assert!((c - 1.5).abs() < 1e-3, "{c}");
+        // The queue's wait is scaled by it ...
+        let _queued = admission.try_admit(1000).unwrap();
+        let wait = admission.expected_wait().unwrap().as_secs_f64();
+        assert!((wait - c).abs() < 1e-3, "{wait}");
+        // ... and a request's own batches are late by the same ratio: 1000 tokens of its own
+        // expect c * (1 + 1) - 1 s: 2 s at c = 1.5, within the 3 s target; 4 s at 2.5.
+        assert!(admission.check_wait(1000).is_ok());
+        for _ in 0..60 {
+            admission.record_answered(Duration::from_secs(30), Duration::from_secs(75));
+        }
+        assert!((admission.correction() - 2.5).abs() < 1e-3);
+        assert!(matches!(
+            admission.check_wait(1000),
+            Err(AdmissionError::WaitTooLong { expected_ms: 4000, target_ms: 3000 })
+        ));
+        // Requests answered sooner than predicted shorten the wait ahead, but a request's own
+        // work never earns credit against it.
+        for _ in 0..60 {
+            admission.record_answered(Duration::from_secs(30), Duration::from_secs(15));
+        }
+        let c = admission.correction();
+        assert!((c - 0.5).abs() < 1e-3, "{c}");
+        let alone = admission.expected_wait_for(0).unwrap();
+        assert_eq!(admission.expected_wait_for(1_000_000), Some(alone));
+        assert!((alone.as_secs_f64() - c).abs() < 1e-3);
+        // An empty queue still admits anything.
+        drop(_queued);
+        assert_eq!(admission.expected_wait_for(1_000_000), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn only_a_request_s_last_score_teaches_the_correction() {
+        let (admission, throughput) = admission(100, 1_000_000, 60_000);
+        // Unmeasured: nothing predicted, nothing learned.
+        let mut early = admission.try_admit(10).unwrap();
+        early.answered(10);
+        assert_eq!(admission.lateness(), Lateness::default());
+        throughput.record(1000, Duration::from_secs(1));
+        // 5000 tokens predicted 5 s and answered at once: learned at the last score only,
+        // as the range's low end.
+        let mut fast = admission.try_admit(5000).unwrap();
+        fast.answered(4000);
+        assert_eq!(admission.lateness(), Lateness::default());
+        fast.answered(1000);
+        let mut expected = Lateness::default();
+        expected.record(Duration::from_secs(5), Duration::ZERO);
+        assert!((admission.lateness().mean() - expected.mean()).abs() < 1e-6);
+        assert_eq!(admission.correction(), admission.lateness().correction());
+        // A request that went away before its last score teaches nothing.
+        let before = admission.lateness();
+        let mut gone = admission.try_admit(100).unwrap();
+        gone.answered(50);
+        drop(gone);
+        assert_eq!(admission.lateness(), before);
     }
 
     #[test]

@@ -450,6 +450,9 @@ impl Pipeline {
                 .with_label_values(&labels)
                 .set(rate);
         }
+        m.wait_estimate_correction
+            .with_label_values(&labels)
+            .set(admission.correction());
     }
 }
 
