@@ -1,8 +1,11 @@
 """Load generation shared by benches/overload.py and benches/soak.py.
 
 Starts the real `rradistill` binary on free loopback ports, drives it with closed-loop or
-open-loop HTTP load from asyncio + aiohttp, and samples the service's resident memory
-(VmRSS from /proc/PID/status) once a second. Everything targets 127.0.0.1.
+open-loop HTTP load from asyncio + aiohttp, and samples the service once a second: its
+resident memory (VmRSS from /proc/PID/status), its CPU time (/proc/PID/stat), and from its
+`/metrics` the throughput admission divides the queue by and the inference time its batches
+took, so a phase can set the rate admission believed beside the rate requests were answered
+at. Everything targets 127.0.0.1.
 
 Requests are the style of benches/service.rs's `request_mix`: 1 query x 50 documents of
 3-6 sentences (about 80-160 tokens each), 16 distinct requests cycled.
@@ -146,6 +149,33 @@ class Server:
             return None
         return None
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the service so far."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def metrics(self) -> dict[str, float]:
+        """The service's unlabelled-or-single-model series from `/metrics`, by name (the
+        benches serve one model, so a name's one sample is that model's)."""
+        try:
+            with urllib.request.urlopen(self.url + "/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except (OSError, ValueError):
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name.split("{", 1)[0]] = float(value)
+            except ValueError:
+                pass
+        return out
+
     def stop(self) -> int | None:
         """SIGTERM and wait; returns the exit status, or None if it had to be killed."""
         if self.proc.poll() is not None:
@@ -183,6 +213,18 @@ class Phase:
     offered_rps: float | None
     records: list[Record] = field(default_factory=list)
     rss: list[tuple[float, float]] = field(default_factory=list)  # (t, MiB)
+    samples: list["Sample"] = field(default_factory=list)
+
+
+@dataclass
+class Sample:
+    """The service once a second: cumulative counters, so a phase's rates are differences."""
+    t: float
+    cpu_s: float | None  # CPU time of the service process (user + system)
+    throughput: float | None  # rradistill_throughput_tokens_per_second: admission's rate
+    inference_s: float | None  # rradistill_batch_inference_duration_seconds_sum
+    batches: float | None  # rradistill_batch_inference_duration_seconds_count
+    correction: float | None  # rradistill_wait_estimate_correction
 
 
 async def _send(session: aiohttp.ClientSession, url: str, body: bytes) -> dict:
@@ -212,6 +254,12 @@ async def _sample_rss(server: Server, phase: Phase, t0: float, stop: asyncio.Eve
         rss = server.rss_mib()
         if rss is not None:
             phase.rss.append((time.monotonic() - t0, rss))
+        metrics = await asyncio.to_thread(server.metrics)
+        phase.samples.append(Sample(time.monotonic() - t0, server.cpu_seconds(),
+                                    metrics.get("rradistill_throughput_tokens_per_second"),
+                                    metrics.get("rradistill_batch_inference_duration_seconds_sum"),
+                                    metrics.get("rradistill_batch_inference_duration_seconds_count"),
+                                    metrics.get("rradistill_wait_estimate_correction")))
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
         except asyncio.TimeoutError:
@@ -261,6 +309,10 @@ async def closed_loop(server: Server, bodies: list[bytes], concurrency: int, sec
 
         sampler = asyncio.create_task(_sample_rss(server, phase, t0, stop))
         await asyncio.gather(*(client(c) for c in range(concurrency)))
+        # The phase lasts until its last answer, not until its last request was sent: the
+        # requests in flight at `seconds` are counted, so their time must be too (counting
+        # them over `seconds` alone overstated saturation by up to `concurrency` requests).
+        phase.seconds = time.monotonic() - t0
         stop.set()
         await sampler
     return phase
@@ -355,7 +407,38 @@ def summarize(phase: Phase, since: float = 0.0) -> dict:
         "rss_min_mib": round(min(rss), 1) if rss else None,
         "rss_max_mib": round(max(rss), 1) if rss else None,
         "rss_last_mib": round(rss[-1], 1) if rss else None,
+        **_service(phase, since, ok),
     }
+
+
+def _service(phase: Phase, since: float, ok: list[Record]) -> dict:
+    """What the service did over the phase, from its samples: CPU cores it used, session-seconds
+    of inference per second (2.0 = two sessions never idle), the mean throughput admission
+    divided the queue by, that over the tokens per second actually answered (above 1 while the
+    sessions were idle part of the time), and the wait correction admission had learned."""
+    samples = [s for s in phase.samples if s.t >= since]
+    first, last = (samples[0], samples[-1]) if len(samples) >= 2 else (None, None)
+    if first is None or last.t <= first.t:
+        return {}
+    span = last.t - first.t
+    delta = lambda f: (None if getattr(first, f) is None or getattr(last, f) is None
+                       else (getattr(last, f) - getattr(first, f)) / span)
+    rates = [s.throughput for s in samples if s.throughput]
+    answered = sum(r.tokens for r in ok if first.t <= r.t + r.latency <= last.t) / span
+    believed = sum(rates) / len(rates) if rates else None
+    return {"service": {
+        "cpu_cores": _round(delta("cpu_s"), 2),
+        "inference_session_seconds_per_s": _round(delta("inference_s"), 2),
+        "batches_per_s": _round(delta("batches"), 2),
+        "throughput_gauge_mean": _round(believed, 1),
+        "answered_tokens_per_s": round(answered, 1),
+        "gauge_over_answered": _round(believed / answered if believed and answered else None, 3),
+        "wait_correction_last": _round(last.correction, 3),
+    }}
+
+
+def _round(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 def _slowest(ok: list[Record], share: float = 0.05) -> dict:

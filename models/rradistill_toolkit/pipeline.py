@@ -54,7 +54,6 @@ strong LLM behind an endpoint instead.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
