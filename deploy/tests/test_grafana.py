@@ -58,11 +58,12 @@ def test_queries_use_only_metrics_the_service_exports():
 
 
 def test_admission_panels():
-    """In-flight requests, expected queue wait against its target, and measured throughput
-    against the tokens actually scored each have a panel."""
+    """In-flight requests, expected queue wait against its target, measured throughput
+    against the tokens actually scored, and the wait correction each have a panel."""
     exprs = " ".join(expr for _, expr in queries(dashboard()))
     for metric in ["rradistill_in_flight_requests", "rradistill_expected_queue_wait_seconds",
-                   "rradistill_max_queue_wait_seconds", "rradistill_throughput_tokens_per_second"]:
+                   "rradistill_max_queue_wait_seconds", "rradistill_throughput_tokens_per_second",
+                   "rradistill_wait_estimate_correction"]:
         assert metric in exprs, f"no panel shows {metric}"
 
 
