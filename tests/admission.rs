@@ -26,7 +26,10 @@ async fn a_request_that_would_wait_past_the_target_is_refused_at_once() {
     let started_with = model.admission.throughput().expect("measured at start");
     assert!(started_with > 0.0);
     let (status, _, _) = server
-        .post("/v1/rerank", &json!({"query": "q", "documents": documents(20, 1)}))
+        .post(
+            "/v1/rerank",
+            &json!({"query": "q", "documents": documents(20, 1)}),
+        )
         .await;
     assert_eq!(status, 200);
     let rate = model.admission.throughput().unwrap();
@@ -35,14 +38,22 @@ async fn a_request_that_would_wait_past_the_target_is_refused_at_once() {
     assert_ne!(correction, 1.0);
     let (_, info) = server.get_text("/info").await;
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
-    let reported = info["models"][0]["queue"]["wait_estimate_correction"].as_f64().unwrap();
-    assert!((reported - correction).abs() < 1e-9, "{reported} vs {correction}");
+    let reported = info["models"][0]["queue"]["wait_estimate_correction"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (reported - correction).abs() < 1e-9,
+        "{reported} vs {correction}"
+    );
 
     // Another client's admitted work that takes ten times the target to clear.
     let queued = (rate * 5.0) as usize;
     let held = model.admission.try_admit(queued).unwrap();
     let (status, headers, body) = server
-        .post("/v1/rerank", &json!({"query": "q", "documents": documents(5, 2)}))
+        .post(
+            "/v1/rerank",
+            &json!({"query": "q", "documents": documents(5, 2)}),
+        )
         .await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(headers["retry-after"], "1");
@@ -55,7 +66,10 @@ async fn a_request_that_would_wait_past_the_target_is_refused_at_once() {
     // Once it is answered the queue is empty, and the same request is served.
     drop(held);
     let (status, _, _) = server
-        .post("/v1/rerank", &json!({"query": "q", "documents": documents(5, 2)}))
+        .post(
+            "/v1/rerank",
+            &json!({"query": "q", "documents": documents(5, 2)}),
+        )
         .await;
     assert_eq!(status, 200);
 
@@ -73,18 +87,33 @@ async fn a_request_that_would_wait_past_the_target_is_refused_at_once() {
             "metric {name} missing"
         );
     }
-    assert_eq!(common::metric_value(&text, "rradistill_max_queue_wait_seconds"), 0.5);
-    assert_eq!(common::metric_value(&text, "rradistill_in_flight_requests"), 0.0);
+    assert_eq!(
+        common::metric_value(&text, "rradistill_max_queue_wait_seconds"),
+        0.5
+    );
+    assert_eq!(
+        common::metric_value(&text, "rradistill_in_flight_requests"),
+        0.0
+    );
     assert!(common::metric_value(&text, "rradistill_throughput_tokens_per_second") > 0.0);
     let learned = common::metric_value(&text, "rradistill_wait_estimate_correction");
     let (low, high) = rradistill::batch::admission::CORRECTION_RANGE;
-    assert!((low..=high).contains(&learned) && learned != 1.0, "{learned}");
+    assert!(
+        (low..=high).contains(&learned) && learned != 1.0,
+        "{learned}"
+    );
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_the_cache_answers_whole_waits_behind_nobody() {
-    let server = TestServer::start(&["--max-queue-wait-ms", "500", "--max-queue-tokens", "100000000"]).await;
+    let server = TestServer::start(&[
+        "--max-queue-wait-ms",
+        "500",
+        "--max-queue-tokens",
+        "100000000",
+    ])
+    .await;
     let model = server.service().registry().get(None).unwrap();
     let cached = json!({"query": "q", "documents": documents(20, 3)});
     let (status, _, _) = server.post("/v1/rerank", &cached).await;
@@ -95,7 +124,10 @@ async fn a_request_the_cache_answers_whole_waits_behind_nobody() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["meta"]["cache_hits"], 20);
     let (status, _, _) = server
-        .post("/v1/rerank", &json!({"query": "q", "documents": documents(20, 4)}))
+        .post(
+            "/v1/rerank",
+            &json!({"query": "q", "documents": documents(20, 4)}),
+        )
         .await;
     assert_eq!(status, 429, "new work still waits its turn");
     drop(held);

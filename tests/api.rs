@@ -269,7 +269,10 @@ async fn long_documents_are_truncated_never_the_query() {
         .await;
     assert_eq!(status, 422, "{error}");
     let (status, _, _) = strict
-        .post("/rerank", &json!({"query": query, "texts": [long], "truncate": true}))
+        .post(
+            "/rerank",
+            &json!({"query": query, "texts": [long], "truncate": true}),
+        )
         .await;
     assert_eq!(status, 200);
     let (status, _, _) = strict
@@ -362,7 +365,10 @@ async fn expect_error(
                 .is_some_and(|m| m.len() > 10),
             "{value}"
         );
-        assert_eq!(value["message"], value["error"]["message"], "Cohere's top-level message");
+        assert_eq!(
+            value["message"], value["error"]["message"],
+            "Cohere's top-level message"
+        );
     }
     value
 }
@@ -658,7 +664,11 @@ async fn operational_endpoints() {
     let cpu = &placement["providers"]["CPUExecutionProvider"];
     assert!(cpu["nodes"].as_u64().unwrap() >= 10, "{placement}");
     assert!(cpu["output_bytes"].as_u64().unwrap() > 0, "{placement}");
-    assert_eq!(placement["providers"].as_object().unwrap().len(), 1, "{placement}");
+    assert_eq!(
+        placement["providers"].as_object().unwrap().len(),
+        1,
+        "{placement}"
+    );
     assert_eq!(placement["cpu_share"], 1.0);
     assert_eq!(placement["cpu_ops"], json!([]));
     assert_eq!(info["limits"]["max_documents"], 1000);

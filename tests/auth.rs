@@ -224,7 +224,10 @@ fn keys_never_reach_the_logs() {
     let logs = String::from_utf8_lossy(&output.stderr);
     assert!(logs.contains("request"), "debug logs were captured");
     // The request span records the header, marked sensitive by the layer outside tracing.
-    assert!(logs.contains("Sensitive"), "the span's `authorization` field is redacted");
+    assert!(
+        logs.contains("Sensitive"),
+        "the span's `authorization` field is redacted"
+    );
     for secret in [CLIENT_A, ADMIN, "wrong-key-dddddddddddddddd"] {
         assert!(!logs.contains(secret), "a key appears in the logs");
     }

@@ -36,7 +36,10 @@ async fn a_failing_batch_fails_only_its_requests() {
         "the runtime's text stays in the log: {body}"
     );
     let id = headers["x-request-id"].to_str().unwrap();
-    assert!(message.contains(id), "the message names the request id to quote: {body}");
+    assert!(
+        message.contains(id),
+        "the message names the request id to quote: {body}"
+    );
     for (status, _, body) in &answers[1..] {
         assert_eq!(*status, 200, "a request in other batches failed: {body}");
     }

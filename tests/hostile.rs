@@ -18,15 +18,28 @@ async fn the_largest_document_the_body_allows_is_cut_to_the_window() {
     let sentence = "The apt pinning file lets you prefer packages from one release over another. ";
     let document = sentence.repeat((BODY_LIMIT - 200) / sentence.len());
     for (path, body) in [
-        ("/v1/rerank", json!({"query": "apt pinning", "documents": [document]})),
-        ("/rerank", json!({"query": "apt pinning", "texts": [document], "truncate": true})),
+        (
+            "/v1/rerank",
+            json!({"query": "apt pinning", "documents": [document]}),
+        ),
+        (
+            "/rerank",
+            json!({"query": "apt pinning", "texts": [document], "truncate": true}),
+        ),
     ] {
         assert!(body.to_string().len() < BODY_LIMIT);
         let (status, headers, answer) = server.post(path, &body).await;
         assert_eq!(status, 200, "{path}: {answer}");
         assert_eq!(headers["x-documents-truncated"], "1");
-        let tokens: usize = headers["x-compute-tokens"].to_str().unwrap().parse().unwrap();
-        assert_eq!(tokens, 128, "{path}: the cut document still fills the window");
+        let tokens: usize = headers["x-compute-tokens"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            tokens, 128,
+            "{path}: the cut document still fills the window"
+        );
     }
     // The same text cut on the left keeps its end, and scores like the short end alone
     // scored with the same cut.
@@ -92,11 +105,21 @@ async fn requests_past_the_concurrency_limit_get_429_over_http() {
     let ok = answers.iter().filter(|(s, _, _)| *s == 200).count();
     let refused: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 429).collect();
     assert_eq!(ok + refused.len(), 8, "only 200 or 429: {answers:?}");
-    assert!(ok >= 1 && !refused.is_empty(), "{ok} answered, {} refused", refused.len());
+    assert!(
+        ok >= 1 && !refused.is_empty(),
+        "{ok} answered, {} refused",
+        refused.len()
+    );
     for (_, retry_after, body) in refused {
         assert!(retry_after.is_some());
         assert_eq!(body["error"]["type"], "overloaded");
-        assert!(body["message"].as_str().unwrap().contains("2 concurrent requests"), "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("2 concurrent requests"),
+            "{body}"
+        );
     }
     // Nothing is held once they are answered.
     let model = server.service().registry().get(None).unwrap();

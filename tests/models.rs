@@ -493,7 +493,9 @@ async fn reload_under_load_drops_nothing_and_never_serves_stale_cache() {
         "v1's cached scores served for v2"
     );
     assert_eq!(
-        server.metric("rradistill_reloads_total{outcome=\"ok\"}").await,
+        server
+            .metric("rradistill_reloads_total{outcome=\"ok\"}")
+            .await,
         2.0
     );
 
@@ -652,6 +654,9 @@ async fn the_shipped_models_file_serves_every_reference_model() {
     body["model"] = json!("rerank-nobody-configured");
     let (status, _, answer) = server.post("/v1/rerank", &body).await;
     assert_eq!(status, 404);
-    assert!(answer["message"].as_str().unwrap().contains("rra-bert-m"), "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("rra-bert-m"),
+        "{answer}"
+    );
     server.stop().await;
 }

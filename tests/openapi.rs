@@ -296,7 +296,9 @@ async fn every_endpoint_answers_as_documented() {
     let infinity = json!({"query": "locale", "documents": docs, "return_documents": true,
         "raw_scores": false, "model": "default/not-specified", "top_n": 3});
     assert_eq!(
-        checker.call(&server, "post", "/rerank", j(infinity), ct).await,
+        checker
+            .call(&server, "post", "/rerank", j(infinity), ct)
+            .await,
         200
     );
     assert_eq!(

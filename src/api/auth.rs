@@ -118,7 +118,13 @@ mod tests {
     fn one_table_decides_every_path() {
         assert_eq!(rule("/health").access, Access::Open);
         assert_eq!(rule("/metrics").access, Access::Open);
-        assert_eq!(rule("/rerank"), PathRule { access: Access::Client, dialect: Dialect::Tei });
+        assert_eq!(
+            rule("/rerank"),
+            PathRule {
+                access: Access::Client,
+                dialect: Dialect::Tei
+            }
+        );
         assert_eq!(rule("/v2/rerank").dialect, Dialect::Cohere);
         assert_eq!(rule("/admin/reload").access, Access::Admin);
         assert_eq!(rule("/administrator").access, Access::Client);

@@ -44,9 +44,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Counted<T> {
                 while let Some(item) = seq.next_element()? {
                     if items.len() == limit {
                         PASSED.with(|p| p.set(true));
-                        return Err(de::Error::custom(format!(
-                            "more than {limit} documents"
-                        )));
+                        return Err(de::Error::custom(format!("more than {limit} documents")));
                     }
                     items.push(item);
                 }
@@ -167,7 +165,11 @@ mod tests {
         assert_eq!(ok.documents.0, vec!["a", "b"]);
         let error = from_slice::<Body>(br#"{"documents": ["a", "b", "c"]}"#, 2).unwrap_err();
         assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert!(error.message.contains("more than 2 documents"), "{}", error.message);
+        assert!(
+            error.message.contains("more than 2 documents"),
+            "{}",
+            error.message
+        );
         // A later parse on the same thread is not limited by this one.
         let ok: Body = from_slice(br#"{"documents": ["a", "b", "c"]}"#, 3).unwrap();
         assert_eq!(ok.documents.0.len(), 3);

@@ -194,25 +194,33 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            let id = request
-                .extensions()
-                .get::<RequestId>()
-                .and_then(|id| id.header_value().to_str().ok())
-                .unwrap_or("");
-            // `Sensitive` when a key was sent: the layer outside this one has marked it.
-            let authorization = request.headers().get(header::AUTHORIZATION);
-            let span = tracing::info_span!("request", id = %id, method = %request.method(),
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let id = request
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or("");
+                    // `Sensitive` when a key was sent: the layer outside this one has marked it.
+                    let authorization = request.headers().get(header::AUTHORIZATION);
+                    let span = tracing::info_span!("request", id = %id, method = %request.method(),
                 path = %request.uri().path(), authorization = ?authorization,
                 otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
                 otel.kind = "server", http.response.status_code = tracing::field::Empty);
-            crate::telemetry::adopt_caller_trace(&span, request.headers());
-            span
-        }).on_response(|response: &Response, latency: std::time::Duration, span: &tracing::Span| {
-            span.record("http.response.status_code", response.status().as_u16());
-            DefaultOnResponse::default().on_response(response, latency, span);
-        }))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+                    crate::telemetry::adopt_caller_trace(&span, request.headers());
+                    span
+                })
+                .on_response(
+                    |response: &Response, latency: std::time::Duration, span: &tracing::Span| {
+                        span.record("http.response.status_code", response.status().as_u16());
+                        DefaultOnResponse::default().on_response(response, latency, span);
+                    },
+                ),
+        )
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 

@@ -9,10 +9,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::serving::catalog::{ExperimentEntry, ShadowEntry, VariantEntry};
 use crate::model::ModelDescriptor;
 use crate::rerank::Limits;
 use crate::runtime::ORT_VERSION;
+use crate::serving::catalog::{ExperimentEntry, ShadowEntry, VariantEntry};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusBody {
@@ -241,15 +241,20 @@ pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
         alias_of: None,
         default: default.as_deref() == Some(e.name.as_str()),
     }));
-    data.extend(registry.aliases().iter().map(|(alias, target)| ModelListEntry {
-        id: alias.clone(),
-        object: "alias".into(),
-        owned_by: "rradistill".into(),
-        details: None,
-        variants: None,
-        alias_of: Some(target.clone()),
-        default: false,
-    }));
+    data.extend(
+        registry
+            .aliases()
+            .iter()
+            .map(|(alias, target)| ModelListEntry {
+                id: alias.clone(),
+                object: "alias".into(),
+                owned_by: "rradistill".into(),
+                details: None,
+                variants: None,
+                alias_of: Some(target.clone()),
+                default: false,
+            }),
+    );
     Json(ModelList {
         object: "list".into(),
         data,

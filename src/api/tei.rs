@@ -221,9 +221,7 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body: RerankBody = body::parse(&state, &headers, body)?;
-    let request = body
-        .into_request()
-        .map_err(|e| super::refuse(&state, e))?;
+    let request = body.into_request().map_err(|e| super::refuse(&state, e))?;
     let response = match request {
         RerankRequest::Tei(request) => {
             let return_text = request.return_text;

@@ -267,7 +267,9 @@ impl Admission {
         let rate = self.inner.throughput.tokens_per_second()?;
         let (ahead, own) = (queued as f64 / rate, own as f64 / rate);
         let c = self.correction();
-        Some(Duration::from_secs_f64(c * ahead + (c - 1.0).max(0.0) * own))
+        Some(Duration::from_secs_f64(
+            c * ahead + (c - 1.0).max(0.0) * own,
+        ))
     }
 
     /// What the wait estimate is scaled by ([`Lateness::correction`]): 1.0 until a request
@@ -278,12 +280,20 @@ impl Admission {
 
     /// The lateness answered requests measured so far.
     pub fn lateness(&self) -> Lateness {
-        *self.inner.lateness.lock().unwrap_or_else(|p| p.into_inner())
+        *self
+            .inner
+            .lateness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// One request was answered `actual` after its admission, where `predicted` was expected.
     fn record_answered(&self, predicted: Duration, actual: Duration) {
-        let mut lateness = self.inner.lateness.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lateness = self
+            .inner
+            .lateness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         lateness.record(predicted, actual);
         self.inner
             .correction
@@ -386,7 +396,8 @@ impl Entry {
         if self.queued == 0 {
             // Its last score: how long that took is what the correction learns from.
             if let Some((admitted, predicted)) = self.predicted.take() {
-                self.admission.record_answered(predicted, admitted.elapsed());
+                self.admission
+                    .record_answered(predicted, admitted.elapsed());
             }
         }
     }
@@ -409,7 +420,11 @@ impl Drop for Entry {
 mod tests {
     use super::*;
 
-    fn admission(max_requests: usize, max_tokens: usize, max_wait_ms: u64) -> (Admission, Arc<Throughput>) {
+    fn admission(
+        max_requests: usize,
+        max_tokens: usize,
+        max_wait_ms: u64,
+    ) -> (Admission, Arc<Throughput>) {
         let throughput = Arc::new(Throughput::new(1));
         let limits = AdmissionLimits {
             max_requests,
@@ -467,7 +482,7 @@ mod tests {
         // Unmeasured: only the caps refuse.
         let _a = admission.try_admit(5000).unwrap();
         throughput.record(1000, Duration::from_secs(1)); // 1000 tokens/s
-        // 5000 queued = 5 s ahead, over the 1 s target: refused before tokenizing.
+                                                         // 5000 queued = 5 s ahead, over the 1 s target: refused before tokenizing.
         assert!(matches!(
             admission.enter(1),
             Err(AdmissionError::WaitTooLong {
@@ -510,7 +525,10 @@ mod tests {
             lateness.record(Duration::from_secs(3), Duration::from_secs(actual));
         }
         assert!((lateness.mean() - 1.5).abs() < 0.05, "{lateness:?}");
-        assert!((lateness.standard_deviation() - 0.5).abs() < 0.05, "{lateness:?}");
+        assert!(
+            (lateness.standard_deviation() - 0.5).abs() < 0.05,
+            "{lateness:?}"
+        );
         assert!((lateness.correction() - 2.5).abs() < 0.15, "{lateness:?}");
         // A one-pair request however late barely moves it: weighted by its predicted time.
         let before = lateness;
@@ -555,7 +573,10 @@ mod tests {
         assert!((admission.correction() - 2.5).abs() < 1e-3);
         assert!(matches!(
             admission.check_wait(1000),
-            Err(AdmissionError::WaitTooLong { expected_ms: 4000, target_ms: 3000 })
+            Err(AdmissionError::WaitTooLong {
+                expected_ms: 4000,
+                target_ms: 3000
+            })
         ));
         // Requests answered sooner than predicted shorten the wait ahead, but a request's own
         // work never earns credit against it.
@@ -605,7 +626,10 @@ mod tests {
         tokenizing.hold(80).unwrap();
         // Another request's upper bound does not fit beside it.
         let mut other = admission.enter(1).unwrap();
-        assert!(matches!(other.hold(30), Err(AdmissionError::QueueFull { .. })));
+        assert!(matches!(
+            other.hold(30),
+            Err(AdmissionError::QueueFull { .. })
+        ));
         // The first turned out smaller than its bound: the rest is given back on admission.
         tokenizing.admit(50).unwrap();
         assert_eq!(admission.held_tokens(), 50);

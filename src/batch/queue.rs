@@ -192,7 +192,9 @@ impl Shared {
                         ..Truncation::default()
                     };
                     let pair = ranker.prepare_pair(&query, &document, pairs.len(), &truncation)?;
-                    if pair.len() * (pairs.len() + 1) > self.config.max_batch_tokens && !pairs.is_empty() {
+                    if pair.len() * (pairs.len() + 1) > self.config.max_batch_tokens
+                        && !pairs.is_empty()
+                    {
                         break;
                     }
                     pairs.push(pair);
@@ -390,7 +392,10 @@ mod tests {
         assert_eq!(select_batch(&lengths, config(10_000, 2)), vec![0, 7]);
         lengths.truncate(9);
         lengths.push(51);
-        assert_eq!(select_batch(&lengths, config(10_000, 10)), vec![0, 9, 7, 8, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(
+            select_batch(&lengths, config(10_000, 10)),
+            vec![0, 9, 7, 8, 6, 5, 4, 3, 2, 1]
+        );
     }
 
     #[test]

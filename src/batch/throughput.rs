@@ -77,7 +77,10 @@ mod tests {
         // A short batch at double the rate moves the average a little ...
         t.record(200, Duration::from_millis(100));
         let after_short = t.tokens_per_second().unwrap();
-        assert!(after_short > 2000.0 && after_short < 2100.0, "{after_short}");
+        assert!(
+            after_short > 2000.0 && after_short < 2100.0,
+            "{after_short}"
+        );
         // ... many seconds of it move it nearly all the way.
         for _ in 0..30 {
             t.record(2000, Duration::from_secs(1));

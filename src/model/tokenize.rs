@@ -575,12 +575,20 @@ mod tests {
         let text = "alpha beta gamma delta ".repeat(100);
         let (kept, cut) = cut_by_bytes(&text, 10, 16, TruncationSide::Right);
         assert!(cut && kept.len() <= 11 * 16 && text.starts_with(kept));
-        assert!(kept.ends_with("alpha") || kept.ends_with("beta") || kept.ends_with("gamma")
-            || kept.ends_with("delta"), "cut at whitespace: {kept:?}");
+        assert!(
+            kept.ends_with("alpha")
+                || kept.ends_with("beta")
+                || kept.ends_with("gamma")
+                || kept.ends_with("delta"),
+            "cut at whitespace: {kept:?}"
+        );
         let (kept, cut) = cut_by_bytes(&text, 10, 16, TruncationSide::Left);
         assert!(cut && kept.len() <= 11 * 16 && text.ends_with(kept));
         let short = "short text";
-        assert_eq!(cut_by_bytes(short, 10, 16, TruncationSide::Right), (short, false));
+        assert_eq!(
+            cut_by_bytes(short, 10, 16, TruncationSide::Right),
+            (short, false)
+        );
         // Never inside a character.
         let korean = "한국어 문서 ".repeat(200);
         for side in [TruncationSide::Right, TruncationSide::Left] {

@@ -46,7 +46,12 @@ pub struct RerankService {
 }
 
 impl RerankService {
-    pub fn new(models: Models, cache: ScoreCache, metrics: Metrics, limits: Limits) -> RerankService {
+    pub fn new(
+        models: Models,
+        cache: ScoreCache,
+        metrics: Metrics,
+        limits: Limits,
+    ) -> RerankService {
         RerankService {
             models,
             cache,

@@ -156,7 +156,14 @@ impl Pipeline {
         tracing::Span::current().record("cached", candidates.len() - misses);
         if misses == 0 {
             // Answered from the cache: no work to admit, nothing to wait behind.
-            return self.finish(model, job, candidates, Duration::ZERO, Waited::default(), started);
+            return self.finish(
+                model,
+                job,
+                candidates,
+                Duration::ZERO,
+                Waited::default(),
+                started,
+            );
         }
         // Every pair to score is at least one token: a queue that cannot take even that
         // refuses now, before paying for tokenization.
@@ -164,7 +171,14 @@ impl Pipeline {
         self.record_admission(model);
         let tokenize_started = Instant::now();
         let pairs = self
-            .tokenize(model, job, &truncation, max_query_tokens, &mut candidates, &mut entry)
+            .tokenize(
+                model,
+                job,
+                &truncation,
+                max_query_tokens,
+                &mut candidates,
+                &mut entry,
+            )
             .await?;
         let tokenization = tokenize_started.elapsed();
         self.metrics
@@ -192,7 +206,8 @@ impl Pipeline {
                 if !self.cache.enabled() {
                     return Candidate::default();
                 }
-                let key = ScoreCache::key(&d.name, &d.fingerprint, job.query(), document, truncation);
+                let key =
+                    ScoreCache::key(&d.name, &d.fingerprint, job.query(), document, truncation);
                 let mut candidate = Candidate {
                     key: Some(key),
                     ..Candidate::default()
@@ -209,7 +224,10 @@ impl Pipeline {
         if self.cache.enabled() {
             let hits = candidates.iter().filter(|c| c.cached).count();
             let labels = [d.name.as_str()];
-            self.metrics.cache_hits.with_label_values(&labels).inc_by(hits as u64);
+            self.metrics
+                .cache_hits
+                .with_label_values(&labels)
+                .inc_by(hits as u64);
             self.metrics
                 .cache_misses
                 .with_label_values(&labels)
@@ -259,17 +277,17 @@ impl Pipeline {
                 if cancelled.load(Ordering::Relaxed) {
                     return Err(RankError::Tokenization("the request went away".into()));
                 }
-                pairs.push((i, ranker.prepare_pair(&query, &documents[i], i, &truncation)?));
+                pairs.push((
+                    i,
+                    ranker.prepare_pair(&query, &documents[i], i, &truncation)?,
+                ));
             }
             Ok::<_, RankError>(pairs)
         })
         .await
         .map_err(|e| RerankError::inference(format!("tokenization task failed: {e}")))??;
 
-        let input_length = self
-            .metrics
-            .input_length
-            .with_label_values(&[model.name()]);
+        let input_length = self.metrics.input_length.with_label_values(&[model.name()]);
         for (i, pair) in &pairs {
             candidates[*i].tokens = pair.len();
             candidates[*i].truncated = pair.truncated;

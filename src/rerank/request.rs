@@ -166,12 +166,31 @@ mod tests {
     fn the_one_place_that_checks_a_request() {
         assert!(RerankJob::try_from(spec()).is_ok());
         let refused = |s: JobSpec| RerankJob::try_from(s).unwrap_err().to_string();
-        assert!(refused(JobSpec { query: "  ".into(), ..spec() }).contains("`query` is empty"));
-        assert!(refused(JobSpec { documents: vec![], ..spec() }).contains("no documents"));
-        assert!(refused(JobSpec { top_n: Some(0), ..spec() }).contains("`top_n` is 0"));
-        assert!(refused(JobSpec { top_n: Some(-3), ..spec() }).contains("`top_n` is -3"));
-        assert!(refused(JobSpec { max_tokens_per_doc: Some(0), ..spec() })
-            .contains("`max_tokens_per_doc` is 0"));
+        assert!(refused(JobSpec {
+            query: "  ".into(),
+            ..spec()
+        })
+        .contains("`query` is empty"));
+        assert!(refused(JobSpec {
+            documents: vec![],
+            ..spec()
+        })
+        .contains("no documents"));
+        assert!(refused(JobSpec {
+            top_n: Some(0),
+            ..spec()
+        })
+        .contains("`top_n` is 0"));
+        assert!(refused(JobSpec {
+            top_n: Some(-3),
+            ..spec()
+        })
+        .contains("`top_n` is -3"));
+        assert!(refused(JobSpec {
+            max_tokens_per_doc: Some(0),
+            ..spec()
+        })
+        .contains("`max_tokens_per_doc` is 0"));
     }
 
     #[test]
@@ -179,9 +198,17 @@ mod tests {
         let unsaid = RerankJob::try_from(spec()).unwrap();
         assert!(unsaid.truncation(true).enabled);
         assert!(!unsaid.truncation(false).enabled);
-        let refused = RerankJob::try_from(JobSpec { truncate: Some(false), ..spec() }).unwrap();
+        let refused = RerankJob::try_from(JobSpec {
+            truncate: Some(false),
+            ..spec()
+        })
+        .unwrap();
         assert!(!refused.truncation(true).enabled);
-        let named = RerankJob::try_from(JobSpec { model: Some(String::new()), ..spec() }).unwrap();
+        let named = RerankJob::try_from(JobSpec {
+            model: Some(String::new()),
+            ..spec()
+        })
+        .unwrap();
         assert_eq!(named.model(), None, "an empty name is the default model");
     }
 }

@@ -35,7 +35,11 @@ impl Pipeline {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(error)) => {
                 let skipped = matches!(error, RerankError::Overloaded { .. });
-                comparisons(if skipped { "skipped_overloaded" } else { "failed" });
+                comparisons(if skipped {
+                    "skipped_overloaded"
+                } else {
+                    "failed"
+                });
                 tracing::debug!(primary = labels[0], shadow = labels[1], error = %error.detail(),
                     "shadow scoring did not finish");
                 return;

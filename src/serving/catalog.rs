@@ -261,7 +261,9 @@ impl Catalog {
                 bail!("an alias has an empty name");
             }
             if names.contains(alias.as_str()) {
-                bail!("the alias `{alias}` is also a model or experiment name; names must be unique");
+                bail!(
+                    "the alias `{alias}` is also a model or experiment name; names must be unique"
+                );
             }
             if !names.contains(target.as_str()) {
                 bail!("the alias `{alias}` points to `{target}`, which is neither a listed model nor an experiment; names: {names:?}");

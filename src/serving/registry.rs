@@ -21,10 +21,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::catalog::{Catalog, ExperimentEntry, ModelEntry, ShadowEntry};
 use crate::batch::{Admission, AdmissionLimits, Batcher, BatcherConfig};
+use crate::metrics::Metrics;
 use crate::model::graph::SessionOptions;
 use crate::model::student::StudentRanker;
 use crate::model::{ModelDescriptor, Ranker};
-use crate::metrics::Metrics;
 
 /// Settings a model gets when the models file does not set them (the command-line flags).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -325,7 +325,11 @@ impl Registry {
                     })
                 }
             },
-            Some(name) => self.aliases.get(name).map_or(name, String::as_str).to_string(),
+            Some(name) => self
+                .aliases
+                .get(name)
+                .map_or(name, String::as_str)
+                .to_string(),
         };
         self.models
             .iter()
