@@ -33,19 +33,20 @@ RRA-BERT-m (the default):
               in-domain (held-out NDCG@10 not lower, paired interval)
   card        ``card``: README.md from the folder's own artefacts, for both folders
 
-A new graph for trained weights (``--regraph``, how rra-bert-m 0.6.1 was made): the last
-trained version (``TRAINED``, from the git history) exported again as the export now writes
-graphs (``export --regraph``: int8 compute, simplified attention, checks rerun), then held-out
-queries (the teacher labels them only), the dev sets through the service, cost beside the
-previous versions, the ship rule against the trained version, and a card that carries the
-trained version's training, labels, LOSO and teacher choice. No training: most of its time is
-the held-out evaluation.
+A new graph for trained weights (``--regraph [NAME]``, how rra-bert-m 0.6.1 and its TCL-free
+twin's 0.6.1 were made): the folder's last trained version (``TRAINED[NAME]``, from the git
+history) exported again as the export now writes graphs (``export --regraph``: int8 compute,
+simplified attention, checks rerun), then held-out queries (the teacher labels them only), the
+dev sets through the service, cost beside the previous versions, the ship rule against the
+trained version, and a card that carries the trained version's training, labels, LOSO and
+teacher choice. The twin is measured beside its TCL counterpart, as its trained card was. No
+training: most of its time is the held-out evaluation.
 
 RRA-GPT (``--student gpt``): labels from ``--teacher``, extractive rationales, RRA-GPT and its
 alpha = beta = 0 ablation (``train --student decoder``), exports, evaluation beside the
 default student, card.
 
-Usage: python -m rradistill_toolkit.pipeline [--student late|gpt] [--regraph] [--work models/work]
+Usage: python -m rradistill_toolkit.pipeline [--student late|gpt] [--regraph [NAME]] [--work models/work]
        [--teacher scorer:e5] [--train-queries 600] [--skip-loso]
 Set RRADISTILL_TEACHER_BASE_URL/_MODEL/_API_KEY and pass ``--teacher openai`` to label with a
 strong LLM behind an endpoint instead.
@@ -61,8 +62,13 @@ import sys
 from .common import MODELS_DIR, REPO_ROOT, WORK_DIR
 
 PREVIOUS = ("6d44dba", "models/rra-bert-mini", "rra-bert-mini 0.5.0")
-# The last trained version of the default student: ``--regraph`` makes the next one from it.
-TRAINED = ("bd5aec9", "models/rra-bert-m", "rra-bert-m 0.6.0")
+# The last trained version of each RRA-BERT-m folder: ``--regraph NAME`` makes the next one
+# from it; and the folder the twin is compared with (its card's TCL ablation).
+TRAINED = {
+    "rra-bert-m": ("bd5aec9", "models/rra-bert-m", "rra-bert-m 0.6.0"),
+    "rra-bert-m-no-tcl": ("bd5aec9", "models/rra-bert-m-no-tcl", "rra-bert-m-no-tcl 0.6.0"),
+}
+COUNTERPART = {"rra-bert-m-no-tcl": "rra-bert-m"}
 TEACHER_CANDIDATES_EN = ["scorer:mpnet", "scorer:minilm", "scorer:committee:e5+mpnet",
                          "scorer:committee:e5+mpnet+minilm", "scorer:committee:e5+bm25"]
 
@@ -184,27 +190,33 @@ def regraph(a) -> None:
     on them only), the dev sets through the service, cost beside the previous versions, the
     ship rule against the trained version, the card. Training, its labels, leave-one-source-out
     and the teacher choice are that run's: the card carries them from its card."""
-    w, r = a.work, f"{a.work}/regraph"
+    name = a.regraph
+    trained_version = TRAINED[name]
+    # rra-bert-m's results stay where 0.6.1's run wrote them.
+    w, r = a.work, f"{a.work}/regraph" + ("" if name == "rra-bert-m" else f"-{name}")
     data, pre, lab = first_stages(w)
     test_labels = f"{lab}/{slug(a.teacher)}.test.jsonl"
     run(["labels", "--data", data, "--prerank", pre, "--cache-dir", f"{w}/cache", "--teacher", a.teacher,
          "--split", "test", "--out", test_labels], skip_if=test_labels.rsplit(".jsonl", 1)[0] + ".stats.json")
-    trained, mini = previous_version(w, TRAINED), previous_version(w)
-    trained_name, mini_name = TRAINED[2].replace(" ", "-"), PREVIOUS[2].replace(" ", "-")
+    trained, mini = previous_version(w, trained_version), previous_version(w)
+    trained_name, mini_name = trained_version[2].replace(" ", "-"), PREVIOUS[2].replace(" ", "-")
     out = a.out
-    run(["export", "--regraph", trained, "--previous", TRAINED[2], "--out", out, "--version", a.version,
+    counterpart = COUNTERPART.get(name)
+    beside = [f"{counterpart}={MODELS_DIR / counterpart}"] if counterpart else []
+    run(["export", "--regraph", trained, "--previous", trained_version[2], "--out", out, "--version", a.version,
          "--data", data, "--prerank", pre])  # cheap and deterministic: always made again
     run(["evaluate", "--data", data, "--prerank", pre, "--labels", f"{slug(a.teacher)}={test_labels}",
-         "--reference", slug(a.teacher), "--student", f"rra-bert-m={out}", f"{trained_name}={trained}",
+         "--reference", slug(a.teacher), "--student", f"{name}={out}", f"{trained_name}={trained}", *beside,
          "--max-queries", str(a.eval_queries), "--out", f"{r}/eval"], skip_if=f"{r}/eval/eval.json")
-    run(["ood", "--service-binary", str(REPO_ROOT / "target/release/rradistill"), "--serve", f"rra-bert-m={out}",
-         f"{trained_name}={trained}", f"{mini_name}={mini}", "--teacher", "e5", "--out", f"{r}/ood.json"],
+    run(["ood", "--service-binary", str(REPO_ROOT / "target/release/rradistill"), "--serve", f"{name}={out}",
+         f"{trained_name}={trained}", f"{mini_name}={mini}", *beside, "--teacher", "e5", "--out", f"{r}/ood.json"],
         skip_if=f"{r}/ood.json")
     run([str(REPO_ROOT / "benches" / "students.py"), "--model", f"{mini_name}={mini}",
-         "--model", f"{trained_name}={trained}", "--model", f"rra-bert-m={out}", "--pairs", "ood", "heldout",
+         "--model", f"{trained_name}={trained}", "--model", f"{name}={out}", "--pairs", "ood", "heldout",
          "--heldout-queries", "20", "--rounds", "3", "--json", f"{r}/cost.json"], skip_if=f"{r}/cost.json", module=False)
-    run(["card", "--work", w, "--results", r, "--model", out, "--teacher", a.teacher, "--previous", TRAINED[2],
-         "--carry-from", trained, "--reproduce", a.reproduce])
+    run(["card", "--work", w, "--results", r, "--model", out, "--teacher", a.teacher, "--previous",
+         trained_version[2], "--carry-from", trained, "--reproduce", a.reproduce,
+         *(["--ablation", str(MODELS_DIR / counterpart)] if counterpart else [])])
 
 
 def gpt(a) -> None:
@@ -237,7 +249,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Run the whole distillation pipeline.")
     ap.add_argument("--student", default="late", choices=["late", "gpt"])
     ap.add_argument("--work", default=str(WORK_DIR))
-    ap.add_argument("--out", default=str(MODELS_DIR / "rra-bert-m"), help="the RRA-BERT-m folder to write")
+    ap.add_argument("--out", default=None,
+                    help="the RRA-BERT-m folder to write (default: models/rra-bert-m, or the --regraph folder)")
     ap.add_argument("--teacher", default="scorer:e5", help="the teacher that labels every query")
     ap.add_argument("--teacher-sample", type=int, default=200,
                     help="held-out English queries the other candidate teachers label")
@@ -252,9 +265,9 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-queries", type=int, default=300,
                     help="held-out queries the evaluate stage ranks (a seeded sample across sources; 0: all)")
     ap.add_argument("--version", default=None, help="the new version (default: 0.6.0 trained, 0.6.1 --regraph)")
-    ap.add_argument("--regraph", action="store_true",
-                    help="no training: the next version from the last trained one's weights, as the export now "
-                         "writes graphs, measured and carded as its own version")
+    ap.add_argument("--regraph", nargs="?", const="rra-bert-m", default=None, choices=sorted(TRAINED),
+                    help="no training: the next version of this folder (default rra-bert-m) from its last trained "
+                         "one's weights, as the export now writes graphs, measured and carded as its own version")
     ap.add_argument("--layers", type=int, default=6, help="gpt: decoder blocks kept")
     ap.add_argument("--alpha", type=float, default=0.5, help="gpt: weight of L_cls")
     ap.add_argument("--beta", type=float, default=0.25, help="gpt: weight of L_reason")
@@ -264,6 +277,7 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     a.reproduce = " ".join(["python -m rradistill_toolkit.pipeline", *(sys.argv[1:] if argv is None else argv)])
     a.version = a.version or ("0.6.1" if a.regraph else "0.6.0")
+    a.out = a.out or str(MODELS_DIR / (a.regraph or "rra-bert-m"))
     (gpt if a.student == "gpt" else regraph if a.regraph else late)(a)
 
 

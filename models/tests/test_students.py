@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ SENTENCES_KO = [
 ]
 
 
-def tiny_late_scorer(layers: int, seed: int):
+def tiny_late_scorer(layers: int, seed: int, positions: int = 128):
     """A small random RRA-BERT-m network (multilingual-e5-small's vocabulary, 64 wide) with a
     non-zero interaction head: fast to export, and every graph property under test is the
     graph's, not the weights'."""
@@ -38,7 +39,7 @@ def tiny_late_scorer(layers: int, seed: int):
     from rradistill_toolkit.students import late
 
     cfg = BertConfig(vocab_size=250037, hidden_size=64, num_hidden_layers=layers, num_attention_heads=4,
-                     intermediate_size=128, max_position_embeddings=128, pad_token_id=1)
+                     intermediate_size=128, max_position_embeddings=positions, pad_token_id=1)
     torch.manual_seed(seed)
     scorer = late.LateScorer(BertModel(cfg, add_pooling_layer=False)).eval()
     with torch.no_grad():
@@ -250,27 +251,54 @@ def test_simplify_command_checks_a_committed_folder_against_its_reference_pairs(
     assert json.loads((out / "export_report.json").read_text())["simplified"] == report
 
 
-def test_regraph_makes_a_checked_new_version_from_a_committed_folder(tiny_pipeline, tmp_path):
-    """``export --regraph`` (``pipeline --regraph``'s export): the TCL-free twin's committed
-    0.6.0 graph (float compute, the exporter's per-layer masks) becomes a new version with the
-    same weights, int8 compute and simplified attention; its checks run again on real held-out
-    pairs and its reference pairs are scored anew."""
+def old_style_late_folder(folder) -> int:
+    """A late folder as exports wrote them before 0.6.1 (a tiny random network with the
+    exporter's per-layer masks and NaN guards, weight-only int8 computing in float), with the
+    committed twin's manifest, tokenizer and export report; returns its NaN guards."""
     import onnx
 
     from rradistill_toolkit import export, quantize
     from rradistill_toolkit.common import MODELS_DIR
     from rradistill_toolkit.students import late
 
+    twin = MODELS_DIR / "rra-bert-m-no-tcl"
+    folder.mkdir()
+    for name in ("manifest.json", "tokenizer.json", "export_report.json"):
+        shutil.copy(twin / name, folder / name)
+    manifest = json.loads((twin / "manifest.json").read_text())
+    scorer = tiny_late_scorer(layers=2, seed=3, positions=manifest["max_sequence_length"] + 8)
+    raw = folder.parent / "raw.onnx"
+    late.export_onnx(scorer, str(raw), simplified=False)
+    quantize.quantize(str(raw), str(folder / "weights.onnx"), "weights")
+    quantize.set_accuracy_level(str(folder / "weights.onnx"), str(folder / "model.onnx"), 0)
+    (folder / "weights.onnx").unlink()
+    export.write_late_reference(str(folder))
+    return sum(n.op_type == "IsNaN" for n in onnx.load(str(folder / "model.onnx")).graph.node)
+
+
+def test_regraph_makes_a_checked_new_version_from_an_older_folder(tiny_pipeline, tmp_path):
+    """``export --regraph`` (``pipeline --regraph``'s export): a late folder as exports wrote
+    them before 0.6.1 (float compute, the exporter's per-layer masks) becomes a new version with
+    the same weights, int8 compute and simplified attention; its checks run again on real
+    held-out pairs and its reference pairs are scored anew."""
+    import onnx
+
+    from rradistill_toolkit import export, quantize
+    from rradistill_toolkit.students import late
+
+    old = tmp_path / "old"
+    guards = old_style_late_folder(old)
+    assert guards > 0
     out = tmp_path / "regraphed"
-    report = export.regraph_late(str(MODELS_DIR / "rra-bert-m-no-tcl"), str(out), "9.9.9",
-                                 str(tiny_pipeline / "data"), str(tiny_pipeline / "prerank.jsonl"),
-                                 "rra-bert-m-no-tcl 0.6.0")
+    report = export.regraph_late(str(old), str(out), "9.9.9", str(tiny_pipeline / "data"),
+                                 str(tiny_pipeline / "prerank.jsonl"), "tiny 0.0.1")
     rg = report["regraph"]
     assert json.loads((out / "manifest.json").read_text())["version"] == "9.9.9"
-    assert rg["simplified"]["nan_guards_removed"] == 24 and rg["simplified"]["masks_kept"] == 2, rg
+    assert rg["simplified"]["nan_guards_removed"] == guards and rg["simplified"]["masks_kept"] == 2, rg
     assert rg["batch_independence"]["ok"] and rg["pairs"] > 8
     assert rg["agreement_with_previous"]["spearman_all_pairs"] > 0.95, rg
     graph = onnx.load(str(out / "model.onnx")).graph
+    assert not any(n.op_type == "IsNaN" for n in graph.node)
     levels = {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"}
     assert levels == {quantize.ACCURACY_LEVEL}
     assert report["quantization"]["weights"]["accuracy_level"] == quantize.ACCURACY_LEVEL
