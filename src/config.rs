@@ -80,6 +80,13 @@ pub struct Config {
     #[arg(long, env = "MAX_QUEUE_WAIT_MS", default_value_t = 2_000)]
     pub max_queue_wait_ms: u64,
 
+    /// Standard deviations of answered requests' lateness (their time to the last score over
+    /// what the queue predicted) added to its mean when admission scales the expected wait:
+    /// 2 keeps nearly every admitted request within the wait target plus its own service
+    /// time; 0 keeps the typical one, and admits more under overload. 0 to 10.
+    #[arg(long, env = "QUEUE_WAIT_SPREAD", default_value_t = crate::batch::admission::SPREAD)]
+    pub queue_wait_spread: f64,
+
     /// Tokens held (being tokenized, queued or in inference), over all requests: a hard
     /// memory cap; past it new requests get 429. It is also the most tokens one request may
     /// carry (a larger one gets 413).
@@ -191,6 +198,7 @@ impl Config {
                 max_concurrent_requests: self.max_concurrent_requests,
                 max_queue_tokens: self.max_queue_tokens,
                 max_queue_wait: Duration::from_millis(self.max_queue_wait_ms),
+                queue_wait_spread: self.queue_wait_spread,
             },
         }
     }
@@ -229,6 +237,8 @@ impl Config {
         if self.request_timeout_ms == 0 {
             return Err("--request-timeout-ms must be at least 1".into());
         }
+        crate::batch::admission::check_spread(self.queue_wait_spread)
+            .map_err(|why| format!("--queue-wait-spread {why}"))?;
         Ok(())
     }
 }

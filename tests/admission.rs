@@ -45,6 +45,10 @@ async fn a_request_that_would_wait_past_the_target_is_refused_at_once() {
         (reported - correction).abs() < 1e-9,
         "{reported} vs {correction}"
     );
+    assert_eq!(
+        info["models"][0]["queue"]["queue_wait_spread"],
+        rradistill::batch::admission::SPREAD
+    );
 
     // Another client's admitted work that takes ten times the target to clear.
     let queued = (rate * 5.0) as usize;

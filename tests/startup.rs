@@ -202,3 +202,45 @@ fn the_binary_exits_non_zero_on_a_broken_model() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_wait_spread_out_of_range_is_refused_by_the_flag_and_by_the_models_file() {
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_rradistill"))
+            .args(["--port", "0", "--grpc-port", "0", "--host", "127.0.0.1"])
+            .args(["--ort-dylib-path", common::ort_library().to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let dir = scratch("spread");
+    copy_fixture(&dir);
+    let stderr = run(&[
+        "--model-dir",
+        dir.to_str().unwrap(),
+        "--queue-wait-spread",
+        "11",
+    ]);
+    assert!(
+        stderr.contains("--queue-wait-spread must be a number from 0 to 10")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    let models = dir.with_extension("toml");
+    std::fs::write(
+        &models,
+        format!(
+            "[[model]]\npath = \"{}\"\nqueue_wait_spread = -1.0\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let stderr = run(&["--models-file", models.to_str().unwrap()]);
+    assert!(
+        stderr.contains("queue_wait_spread must be a number from 0 to 10")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}

@@ -85,6 +85,9 @@ pub struct QueueInfo {
     /// tokens and the throughput predicted, moving mean plus two standard deviations (1.0
     /// until one is answered): the expected wait is scaled by it.
     pub wait_estimate_correction: f64,
+    /// Standard deviations of lateness the correction adds to its mean
+    /// (`--queue-wait-spread` or the model's `queue_wait_spread`).
+    pub queue_wait_spread: f64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -158,6 +161,7 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoBody> {
                         .map(|w| w.as_secs_f64() * 1e3),
                     throughput_tokens_per_second: m.admission.throughput(),
                     wait_estimate_correction: m.admission.correction(),
+                    queue_wait_spread: m.admission.limits().spread,
                 },
             }
         })

@@ -49,6 +49,9 @@ pub struct AdmissionLimits {
     pub max_tokens: usize,
     /// The longest a request may be expected to wait for the work ahead of it.
     pub max_wait: Duration,
+    /// Standard deviations of lateness added to its mean in the correction ([`SPREAD`] by
+    /// default).
+    pub spread: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,9 +96,25 @@ pub const CORRECTION_TIME_CONSTANT: Duration = Duration::from_secs(30);
 /// mid-request, a machine that stalled).
 pub const CORRECTION_RANGE: (f64, f64) = (0.5, 4.0);
 
-/// Standard deviations of the lateness ratio added to its mean: about the 98th percentile
-/// of a normal spread, so the late requests keep the promise too.
+/// Standard deviations of the lateness ratio added to its mean by default
+/// (`--queue-wait-spread`): about the 98th percentile of a normal spread, so the late
+/// requests keep the promise too.
 pub const SPREAD: f64 = 2.0;
+
+/// The spreads an operator may set: from the mean alone to far into the tail.
+pub const SPREAD_RANGE: (f64, f64) = (0.0, 10.0);
+
+/// Why `spread` cannot be a spread, if it cannot.
+pub fn check_spread(spread: f64) -> Result<(), String> {
+    let (low, high) = SPREAD_RANGE;
+    if spread.is_finite() && (low..=high).contains(&spread) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a number from {low} to {high} (standard deviations), not {spread}"
+        ))
+    }
+}
 
 /// The ratio of answered requests' real time to their predicted time: its moving mean and
 /// variance, each request weighted by its predicted time (an exponentially weighted moving
@@ -133,11 +152,11 @@ impl Lateness {
         self.variance = (1.0 - weight) * (self.variance + difference * step);
     }
 
-    /// What the wait estimate is scaled by: the mean ratio plus [`SPREAD`] standard
+    /// What the wait estimate is scaled by: the mean ratio plus `spread` standard
     /// deviations, within [`CORRECTION_RANGE`].
-    pub fn correction(&self) -> f64 {
+    pub fn correction(&self, spread: f64) -> f64 {
         let (low, high) = CORRECTION_RANGE;
-        (self.mean + SPREAD * self.variance.max(0.0).sqrt()).clamp(low, high)
+        (self.mean + spread * self.variance.max(0.0).sqrt()).clamp(low, high)
     }
 
     pub fn mean(&self) -> f64 {
@@ -185,7 +204,7 @@ impl Admission {
                 queued: AtomicUsize::new(0),
                 throughput,
                 lateness: Mutex::new(Lateness::default()),
-                correction: AtomicU64::new(Lateness::default().correction().to_bits()),
+                correction: AtomicU64::new(Lateness::default().correction(limits.spread).to_bits()),
             }),
         }
     }
@@ -272,8 +291,8 @@ impl Admission {
         ))
     }
 
-    /// What the wait estimate is scaled by ([`Lateness::correction`]): 1.0 until a request
-    /// has been answered.
+    /// What the wait estimate is scaled by ([`Lateness::correction`] at the limits' spread):
+    /// 1.0 until a request has been answered.
     pub fn correction(&self) -> f64 {
         f64::from_bits(self.inner.correction.load(Ordering::Relaxed))
     }
@@ -295,9 +314,10 @@ impl Admission {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         lateness.record(predicted, actual);
-        self.inner
-            .correction
-            .store(lateness.correction().to_bits(), Ordering::Relaxed);
+        self.inner.correction.store(
+            lateness.correction(self.inner.limits.spread).to_bits(),
+            Ordering::Relaxed,
+        );
     }
 
     /// Tokens admitted for inference and not yet answered.
@@ -430,6 +450,7 @@ mod tests {
             max_requests,
             max_tokens,
             max_wait: Duration::from_millis(max_wait_ms),
+            spread: SPREAD,
         };
         (Admission::new(limits, throughput.clone()), throughput)
     }
@@ -505,7 +526,7 @@ mod tests {
     #[test]
     fn lateness_is_a_time_weighted_mean_plus_spread_kept_in_range() {
         let mut lateness = Lateness::default();
-        assert_eq!(lateness.correction(), 1.0);
+        assert_eq!(lateness.correction(SPREAD), 1.0);
         // One request predicted 30 s that took 60: the mean moves 1 - 1/e of the way to 2,
         // and the spread is what separates it from the past.
         lateness.record(Duration::from_secs(30), Duration::from_secs(60));
@@ -513,12 +534,17 @@ mod tests {
         assert!((lateness.mean() - (1.0 + weight)).abs() < 1e-9);
         let variance = (1.0 - weight) * weight;
         assert!((lateness.standard_deviation() - variance.sqrt()).abs() < 1e-9);
-        assert!((lateness.correction() - (1.0 + weight + SPREAD * variance.sqrt())).abs() < 1e-9);
+        assert!(
+            (lateness.correction(SPREAD) - (1.0 + weight + SPREAD * variance.sqrt())).abs() < 1e-9
+        );
         // Always 1.5 late: the spread fades and the correction settles on 1.5.
         for _ in 0..60 {
             lateness.record(Duration::from_secs(30), Duration::from_secs(45));
         }
-        assert!((lateness.correction() - 1.5).abs() < 1e-3, "{lateness:?}");
+        assert!(
+            (lateness.correction(SPREAD) - 1.5).abs() < 1e-3,
+            "{lateness:?}"
+        );
         // Half on time, half twice as long: mean 1.5, deviation 0.5, so 2.5 with the spread.
         for i in 0..400 {
             let actual = if i % 2 == 0 { 3 } else { 6 };
@@ -529,17 +555,20 @@ mod tests {
             (lateness.standard_deviation() - 0.5).abs() < 0.05,
             "{lateness:?}"
         );
-        assert!((lateness.correction() - 2.5).abs() < 0.15, "{lateness:?}");
+        assert!(
+            (lateness.correction(SPREAD) - 2.5).abs() < 0.15,
+            "{lateness:?}"
+        );
         // A one-pair request however late barely moves it: weighted by its predicted time.
         let before = lateness;
         lateness.record(Duration::from_millis(1), Duration::from_secs(10));
-        assert!((lateness.correction() - before.correction()).abs() < 0.01);
+        assert!((lateness.correction(SPREAD) - before.correction(SPREAD)).abs() < 0.01);
         // Ratios are clamped into the range, and so is the correction.
         for _ in 0..100 {
             lateness.record(Duration::from_secs(30), Duration::from_secs(3600));
         }
         assert!((lateness.mean() - CORRECTION_RANGE.1).abs() < 1e-6);
-        assert_eq!(lateness.correction(), CORRECTION_RANGE.1);
+        assert_eq!(lateness.correction(SPREAD), CORRECTION_RANGE.1);
         for _ in 0..100 {
             lateness.record(Duration::from_secs(30), Duration::ZERO);
         }
@@ -548,6 +577,37 @@ mod tests {
         let before = lateness;
         lateness.record(Duration::ZERO, Duration::from_secs(1));
         assert_eq!(lateness, before);
+    }
+
+    #[test]
+    fn the_spread_is_the_operator_s_choice_between_the_tail_and_goodput() {
+        let mut lateness = Lateness::default();
+        for i in 0..400 {
+            let actual = if i % 2 == 0 { 3 } else { 6 };
+            lateness.record(Duration::from_secs(3), Duration::from_secs(actual));
+        }
+        // The mean alone, and far into the tail.
+        assert!((lateness.correction(0.0) - lateness.mean()).abs() < 1e-12);
+        assert!(lateness.correction(10.0) > lateness.correction(SPREAD));
+        // An admission set to the mean alone learns the mean.
+        let throughput = Arc::new(Throughput::new(1));
+        let limits = AdmissionLimits {
+            max_requests: 10,
+            max_tokens: 1000,
+            max_wait: Duration::from_secs(1),
+            spread: 0.0,
+        };
+        let admission = Admission::new(limits, throughput);
+        admission.record_answered(Duration::from_secs(30), Duration::from_secs(60));
+        assert!((admission.correction() - admission.lateness().mean()).abs() < 1e-12);
+        // What an operator may set.
+        assert!(
+            check_spread(0.0).is_ok() && check_spread(SPREAD).is_ok() && check_spread(10.0).is_ok()
+        );
+        for bad in [-0.5, 10.5, f64::NAN, f64::INFINITY] {
+            let why = check_spread(bad).unwrap_err();
+            assert!(why.contains("from 0 to 10"), "{why}");
+        }
     }
 
     #[test]
@@ -610,7 +670,10 @@ mod tests {
         let mut expected = Lateness::default();
         expected.record(Duration::from_secs(5), Duration::ZERO);
         assert!((admission.lateness().mean() - expected.mean()).abs() < 1e-6);
-        assert_eq!(admission.correction(), admission.lateness().correction());
+        assert_eq!(
+            admission.correction(),
+            admission.lateness().correction(SPREAD)
+        );
         // A request that went away before its last score teaches nothing.
         let before = admission.lateness();
         let mut gone = admission.try_admit(100).unwrap();

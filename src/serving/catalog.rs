@@ -21,6 +21,7 @@
 //! max_queue_tokens = 262144
 //! max_concurrent_requests = 512
 //! max_queue_wait_ms = 2000
+//! queue_wait_spread = 2.0            # lateness standard deviations admission allows for
 //!
 //! [[experiment]]
 //! name = "ranker-ab"                 # requests naming it (or the default) are split
@@ -84,6 +85,8 @@ pub struct ModelEntry {
     pub max_concurrent_requests: Option<usize>,
     #[serde(default)]
     pub max_queue_wait_ms: Option<u64>,
+    #[serde(default)]
+    pub queue_wait_spread: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -156,6 +159,7 @@ impl Catalog {
                 max_queue_tokens: None,
                 max_concurrent_requests: None,
                 max_queue_wait_ms: None,
+                queue_wait_spread: None,
             }],
             experiments: Vec::new(),
             shadows: Vec::new(),
@@ -199,6 +203,16 @@ impl Catalog {
             }
             if !names.insert(name.as_str()) {
                 bail!("the name `{name}` is used twice (model and experiment names share one namespace)");
+            }
+        }
+        for model in &self.models {
+            if let Some(spread) = model.queue_wait_spread {
+                crate::batch::admission::check_spread(spread).map_err(|why| {
+                    anyhow::anyhow!(
+                        "model at `{}`: queue_wait_spread {why}",
+                        model.path.display()
+                    )
+                })?;
             }
         }
         let known = |name: &str, what: &str| -> Result<()> {

@@ -43,6 +43,8 @@ pub struct QueueLimits {
     pub max_queue_tokens: usize,
     /// The admission wait target.
     pub max_queue_wait: Duration,
+    /// Standard deviations of lateness admission adds to its mean (`--queue-wait-spread`).
+    pub queue_wait_spread: f64,
 }
 
 /// Everything that decides how a model is loaded and served: equal settings and an equal
@@ -86,6 +88,7 @@ impl ModelSettings {
                 max_queue_wait: entry
                     .max_queue_wait_ms
                     .map_or(d.max_queue_wait, Duration::from_millis),
+                queue_wait_spread: entry.queue_wait_spread.unwrap_or(d.queue_wait_spread),
             },
         }
     }
@@ -276,6 +279,7 @@ impl Registry {
                 max_requests: limits.max_concurrent_requests,
                 max_tokens: limits.max_queue_tokens,
                 max_wait: limits.max_queue_wait,
+                spread: limits.queue_wait_spread,
             },
             batcher.throughput(),
         );
