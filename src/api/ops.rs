@@ -82,8 +82,8 @@ pub struct QueueInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throughput_tokens_per_second: Option<f64>,
     /// Answered requests' time from admission to their last score over what the queued
-    /// tokens and the throughput predicted, moving mean plus two standard deviations (1.0
-    /// until one is answered): the expected wait is scaled by it.
+    /// tokens and the throughput predicted, moving mean plus `queue_wait_spread` standard
+    /// deviations (1.0 until one is answered): the expected wait is scaled by it.
     pub wait_estimate_correction: f64,
     /// Standard deviations of lateness the correction adds to its mean
     /// (`--queue-wait-spread` or the model's `queue_wait_spread`).
