@@ -33,13 +33,14 @@ RRA-BERT-m (the default):
               in-domain (held-out NDCG@10 not lower, paired interval)
   card        ``card``: README.md from the folder's own artefacts, for both folders
 
-A new graph for trained weights (``--regraph [NAME]``, how rra-bert-m 0.6.1 and its TCL-free
-twin's 0.6.1 were made): the folder's last trained version (``TRAINED[NAME]``, from the git
-history) exported again as the export now writes graphs (``export --regraph``: int8 compute,
-simplified attention, checks rerun), then held-out queries (the teacher labels them only), the
-dev sets through the service, cost beside the previous versions, the ship rule against the
-trained version, and a card that carries the trained version's training, labels, LOSO and
-teacher choice. The twin is measured beside its TCL counterpart, as its trained card was. No
+A new graph for trained weights (``--regraph [NAME]``, how rra-bert-m 0.6.1 and 0.6.2 and its
+TCL-free twin's 0.6.1 were made): the folder's last trained version (``TRAINED[NAME]``, from the
+git history) exported again as the export now writes graphs (``export --regraph``: int8
+compute, simplified attention, an interaction layer computing only what its head reads, checks
+rerun), then held-out queries (the teacher labels them only), the dev sets through the service
+and cost, both beside the folder's last committed graph (``GRAPHED[NAME]``) and the previous
+versions, the ship rule against the trained version, and a card that carries the trained
+version's training, labels, LOSO and teacher choice. The twin is measured beside its TCL counterpart, as its trained card was. No
 training: most of its time is the held-out evaluation.
 
 RRA-GPT (``--student gpt``): labels from ``--teacher``, extractive rationales, RRA-GPT and its
@@ -69,6 +70,9 @@ TRAINED = {
     "rra-bert-m-no-tcl": ("bd5aec9", "models/rra-bert-m-no-tcl", "rra-bert-m-no-tcl 0.6.0"),
 }
 COUNTERPART = {"rra-bert-m-no-tcl": "rra-bert-m"}
+# The last committed graph of a folder whose weights were regraphed before: the next regraph
+# is measured beside it too (the dev sets and cost), so its card shows what the new graph changed.
+GRAPHED = {"rra-bert-m": ("6263227", "models/rra-bert-m", "rra-bert-m 0.6.1")}
 TEACHER_CANDIDATES_EN = ["scorer:mpnet", "scorer:minilm", "scorer:committee:e5+mpnet",
                          "scorer:committee:e5+mpnet+minilm", "scorer:committee:e5+bm25"]
 
@@ -192,8 +196,7 @@ def regraph(a) -> None:
     and the teacher choice are that run's: the card carries them from its card."""
     name = a.regraph
     trained_version = TRAINED[name]
-    # rra-bert-m's results stay where 0.6.1's run wrote them.
-    w, r = a.work, f"{a.work}/regraph" + ("" if name == "rra-bert-m" else f"-{name}")
+    w, r = a.work, f"{a.work}/regraph-{name}-{a.version}"
     data, pre, lab = first_stages(w)
     test_labels = f"{lab}/{slug(a.teacher)}.test.jsonl"
     run(["labels", "--data", data, "--prerank", pre, "--cache-dir", f"{w}/cache", "--teacher", a.teacher,
@@ -203,16 +206,23 @@ def regraph(a) -> None:
     out = a.out
     counterpart = COUNTERPART.get(name)
     beside = [f"{counterpart}={MODELS_DIR / counterpart}"] if counterpart else []
+    graphed = GRAPHED.get(name)
+    if graphed and graphed[2].rsplit(" ", 1)[1] != a.version:
+        graphed_dir, graphed_name = previous_version(w, graphed), graphed[2].replace(" ", "-")
+        beside_graph, bench_graph = [f"{graphed_name}={graphed_dir}"], ["--model", f"{graphed_name}={graphed_dir}"]
+    else:
+        beside_graph, bench_graph = [], []
     run(["export", "--regraph", trained, "--previous", trained_version[2], "--out", out, "--version", a.version,
          "--data", data, "--prerank", pre])  # cheap and deterministic: always made again
     run(["evaluate", "--data", data, "--prerank", pre, "--labels", f"{slug(a.teacher)}={test_labels}",
          "--reference", slug(a.teacher), "--student", f"{name}={out}", f"{trained_name}={trained}", *beside,
          "--max-queries", str(a.eval_queries), "--out", f"{r}/eval"], skip_if=f"{r}/eval/eval.json")
     run(["ood", "--service-binary", str(REPO_ROOT / "target/release/rradistill"), "--serve", f"{name}={out}",
-         f"{trained_name}={trained}", f"{mini_name}={mini}", *beside, "--teacher", "e5", "--out", f"{r}/ood.json"],
+         f"{trained_name}={trained}", *beside_graph, f"{mini_name}={mini}", *beside, "--teacher", "e5",
+         "--out", f"{r}/ood.json"],
         skip_if=f"{r}/ood.json")
     run([str(REPO_ROOT / "benches" / "students.py"), "--model", f"{mini_name}={mini}",
-         "--model", f"{trained_name}={trained}", "--model", f"{name}={out}", "--pairs", "ood", "heldout",
+         "--model", f"{trained_name}={trained}", *bench_graph, "--model", f"{name}={out}", "--pairs", "ood", "heldout",
          "--heldout-queries", "20", "--rounds", "3", "--json", f"{r}/cost.json"], skip_if=f"{r}/cost.json", module=False)
     run(["card", "--work", w, "--results", r, "--model", out, "--teacher", a.teacher, "--previous",
          trained_version[2], "--carry-from", trained, "--reproduce", a.reproduce,
@@ -264,7 +274,7 @@ def main(argv=None) -> None:
     ap.add_argument("--skip-loso", action="store_true")
     ap.add_argument("--eval-queries", type=int, default=300,
                     help="held-out queries the evaluate stage ranks (a seeded sample across sources; 0: all)")
-    ap.add_argument("--version", default=None, help="the new version (default: 0.6.0 trained, 0.6.1 --regraph)")
+    ap.add_argument("--version", default=None, help="the new version (default: 0.6.0 trained, 0.6.2 --regraph)")
     ap.add_argument("--regraph", nargs="?", const="rra-bert-m", default=None, choices=sorted(TRAINED),
                     help="no training: the next version of this folder (default rra-bert-m) from its last trained "
                          "one's weights, as the export now writes graphs, measured and carded as its own version")
@@ -276,7 +286,7 @@ def main(argv=None) -> None:
     ap.add_argument("--gpt-version", default="0.2.0")
     a = ap.parse_args(argv)
     a.reproduce = " ".join(["python -m rradistill_toolkit.pipeline", *(sys.argv[1:] if argv is None else argv)])
-    a.version = a.version or ("0.6.1" if a.regraph else "0.6.0")
+    a.version = a.version or ("0.6.2" if a.regraph else "0.6.0")
     a.out = a.out or str(MODELS_DIR / (a.regraph or "rra-bert-m"))
     (gpt if a.student == "gpt" else regraph if a.regraph else late)(a)
 

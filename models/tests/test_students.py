@@ -206,8 +206,9 @@ def test_served_student_is_batch_independent_within_1e3():
 
 def test_simplified_attention_keeps_every_score_and_drops_the_per_layer_masks(e5, tmp_path):
     """The export's graph pass (``simplify``): one additive mask per tower instead of one per
-    layer, no NaN guards, the same scores on a padded batch of both languages, and a document
-    whose every position is masked scores a finite number instead of NaN."""
+    layer, no NaN guards, the interaction layer computing only the position its head reads,
+    the same scores on a padded batch of both languages, and a document whose every position
+    is masked scores a finite number instead of NaN."""
     import collections
 
     import onnx
@@ -226,13 +227,27 @@ def test_simplified_attention_keeps_every_score_and_drops_the_per_layer_masks(e5
     assert ops[raw]["IsNaN"] == 2 * 3 and ops[simple]["IsNaN"] == 0, ops  # 2 towers x 3 layers
     # the interaction layer's own mask stays one Where too
     assert ops[raw]["Where"] - ops[simple]["Where"] >= 2 * 3 + 2 * 3 - 2, ops
-    assert simplify.simplify(onnx.load(simple))["nan_guards_removed"] == 0  # idempotent
+    again = simplify.simplify(onnx.load(simple))
+    assert again["nan_guards_removed"] == 0 and again["first_position_layers"] == 0, again  # idempotent
+    simple_graph = onnx.load(simple).graph
+    assert [n.name for n in simple_graph.node if n.op_type == "Slice" and "first_position" in n.name] \
+        == ["/interaction/first_position/Slice"]
 
     pairs = [(q, d) for q in (SENTENCES_EN[0], SENTENCES_KO[0]) for d in SENTENCES_EN[1:] + SENTENCES_KO[1:]]
     feed = late.feed_numpy(tok, pairs)
     run = {p: ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (raw, simple)}
     before, after = (run[p].run(["scores"], feed)[0] for p in (raw, simple))
-    assert np.max(np.abs(before - after)) < 1e-6, (before, after)
+    assert np.allclose(before, after, rtol=1e-6, atol=1e-6), (before, after)  # float32 rounding
+    # The interaction layer's feed-forward block now runs on one row per pair, not every
+    # position of [query; document].
+    rows = {}
+    for p in (raw, simple):
+        model = onnx.load(p)
+        ffn = next(n for n in model.graph.node if n.name.startswith("/interaction/intermediate/dense/"))
+        model.graph.output.append(onnx.helper.make_tensor_value_info(ffn.output[0], onnx.TensorProto.FLOAT, None))
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        rows[p] = session.run([ffn.output[0]], feed)[0].shape[1]
+    assert rows[simple] == 1 and rows[raw] == feed["query_ids"].shape[1] + feed["input_ids"].shape[1], rows
     empty = dict(feed, attention_mask=np.zeros_like(feed["attention_mask"]))
     assert np.isfinite(run[simple].run(["scores"], empty)[0]).all()
 
@@ -295,6 +310,7 @@ def test_regraph_makes_a_checked_new_version_from_an_older_folder(tiny_pipeline,
     rg = report["regraph"]
     assert json.loads((out / "manifest.json").read_text())["version"] == "9.9.9"
     assert rg["simplified"]["nan_guards_removed"] == guards and rg["simplified"]["masks_kept"] == 2, rg
+    assert rg["simplified"]["first_position_layers"] == 1, rg
     assert rg["batch_independence"]["ok"] and rg["pairs"] > 8
     assert rg["agreement_with_previous"]["spearman_all_pairs"] > 0.95, rg
     graph = onnx.load(str(out / "model.onnx")).graph
