@@ -25,9 +25,10 @@ rerun alone (``python -m rradistill_toolkit.STAGE --help``):
     zero_shot   RRA-GPT's untrained baseline
 
 Shared pieces: ``common`` (files, resume), ``checks`` (export checks), ``quantize``,
-``simplify`` (attention-mask graph pass, scores unchanged; also a command for a folder),
+``simplify`` (graph passes that keep every score: one attention mask per tower, only the
+position a head reads; also a command for a folder),
 ``scorers`` (local scoring models), ``teachers`` (prompting and parsing), ``losses``,
 ``metrics``, ``llm_server`` (OpenAI-compatible server for a local GGUF LLM).
 """
 
-__version__ = "0.6.1"
+__version__ = "0.6.2"

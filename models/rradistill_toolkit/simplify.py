@@ -1,13 +1,13 @@
 """Graph passes on an exported student that keep every score and cut its cost.
 
 What it owns: rewriting the attention that ``torch.onnx.export`` writes for
-``scaled_dot_product_attention`` with a boolean padding mask. Per layer, the exporter turns
-the mask into an additive bias with ``Where(mask, 0, -inf)`` over ``[batch, 1, length,
-length]`` and then guards the softmax with ``Where(IsNaN(p), 0, p)``, for rows whose every
-key is masked (``-inf`` everywhere gives NaN). On RRA-BERT-m that is 48 full-size ``Where``
-and 24 ``IsNaN`` passes per batch (15% of its kernel time on held-out queries:
-``benches/op_profile.py``, ``benches/results/simplify/``), for a mask that is the same in
-every layer of a tower.
+``scaled_dot_product_attention`` with a boolean padding mask, and the layers whose output is
+read at one position only. Per layer, the exporter turns the mask into an additive bias
+with ``Where(mask, 0, -inf)`` over ``[batch, 1, length, length]`` and then guards the softmax
+with ``Where(IsNaN(p), 0, p)``, for rows whose every key is masked (``-inf`` everywhere
+gives NaN). On RRA-BERT-m that is 48 full-size ``Where`` and 24 ``IsNaN`` passes per batch
+(15% of its kernel time on held-out queries: ``benches/op_profile.py``,
+``benches/results/simplify/``), for a mask that is the same in every layer of a tower.
 
 ``simplify`` (applied by every encoder export, and to an exported folder by ``python -m
 rradistill_toolkit.simplify FOLDER --out NEW``):
@@ -17,13 +17,14 @@ rradistill_toolkit.simplify FOLDER --out NEW``):
    NaN: a row with a key left is exactly as before (``exp`` of the fill underflows to 0 either
    way) and a row with none is uniform instead of NaN;
 3. drops the NaN guards after softmaxes that only that finite bias feeds;
-4. computes only what is read of RRA-BERT-m's interaction layer (``first_position``): its
-   score head reads the layer's output at the query's ``<s>`` alone, yet the exporter writes
-   the attention's queries, its output projection and the feed-forward block for every
-   position of ``[query; document]``. The layer's input is sliced to its first position
-   before those (keys and values still read every position), which changes no score and
-   leaves 1 of its ``query length + document length`` rows to compute (6% of RRA-BERT-m's
-   time on the dev-set and held-out requests: ``benches/students.py``).
+4. computes only what is read of a layer read at one position (``first_position``):
+   RRA-BERT-m's score head reads its interaction layer's output at the query's ``<s>`` alone
+   (an encoder student's head, its last layer's at ``[CLS]``), yet the exporter writes the
+   attention's queries, its output projection and the feed-forward block for every position.
+   The layer's input (and an encoder's ``[batch, 1, length, length]`` mask) is sliced to its
+   first position before those (keys and values still read every position), which changes
+   no score and leaves one row per pair of the ``query length + document length`` (what that
+   saves on RRA-BERT-m: its card's cost table, 0.6.2 beside 0.6.1).
 
 Nothing else changes: the weights, the inputs and outputs, the int8 nodes. The folder command
 checks that the rewritten graph scores the folder's ``reference.jsonl`` pairs, alone and in
@@ -119,7 +120,7 @@ def simplify(model) -> dict:
     nodes = _live([n for n in graph.node if id(n) not in dropped], {o.name for o in graph.output})
     del graph.node[:]
     graph.node.extend(nodes)
-    first = first_position(graph)
+    first = first_position(model)
     nodes = _live(list(graph.node), {o.name for o in graph.output})
     removed = before - len(nodes)
     del graph.node[:]
@@ -138,10 +139,29 @@ def _live(nodes: list, outputs: set) -> list:
         nodes = live
 
 
-def first_position(graph, prefix: str = "/interaction/") -> int:
-    """Step 4: the layer under ``prefix`` (the exporter's names for ``LateScorer.interaction``)
-    computes its first position only, when that is all anything reads of it. Returns the
-    number of layers rewritten (0: no such layer, as in an encoder student, or already done)."""
+def first_position(model) -> int:
+    """Step 4: every transformer layer whose output nothing reads but its first position
+    (``Gather`` of index 0 on the sequence axis: RRA-BERT-m's interaction layer, read at the
+    query's ``<s>``; an encoder student's last layer, read at ``[CLS]``) computes that position
+    only. Returns the number of layers rewritten (0 when none is read so, or all are done)."""
+    import onnx
+
+    graph = model.graph
+    # Which attention biases have one row already ([batch, 1, 1, keys]: no slice needed).
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    rows = {v.name: (v.type.tensor_type.shape.dim[2].dim_value if len(v.type.tensor_type.shape.dim) == 4 else 0)
+            for v in list(inferred.value_info) + list(inferred.input)}
+    suffix = "output/LayerNorm/"
+    prefixes = sorted({n.name.split(suffix)[0] for n in graph.node
+                       if n.op_type == "LayerNormalization" and suffix in n.name
+                       and not n.name.split(suffix)[0].endswith("attention/")})
+    return sum(_first_position_layer(graph, prefix, rows) for prefix in prefixes)
+
+
+def _first_position_layer(graph, prefix: str, rows: dict) -> int:
+    """``first_position`` for the layer whose nodes the exporter named ``prefix...`` (a
+    ``transformers`` BERT layer: ``attention/self``, ``attention/output``, ``intermediate``,
+    ``output``); 0 when its shape is not the one expected, or any reader wants more."""
     from onnx import helper, numpy_helper
 
     by_name = {n.name: n for n in graph.node}
@@ -152,8 +172,9 @@ def first_position(graph, prefix: str = "/interaction/") -> int:
             consumers.setdefault(i, []).append(n)
     initializers = {t.name: t for t in graph.initializer}
     residual = by_name.get(prefix + "attention/output/Add")
-    final = next((n for n in graph.node if n.name.startswith(prefix + "output/LayerNorm/")), None)
-    if residual is None or final is None:
+    final = next((n for n in graph.node
+                  if n.op_type == "LayerNormalization" and n.name.startswith(prefix + "output/LayerNorm/")), None)
+    if residual is None or final is None or final.output[0] in {o.name for o in graph.output}:
         return 0
     # The layer's input: the residual's operand that is not the attention's projection.
     x = next((i for i in residual.input
@@ -171,8 +192,13 @@ def first_position(graph, prefix: str = "/interaction/") -> int:
     dense = next((n for n in graph.node if n.name.startswith(prefix + "attention/output/dense/")
                   and n.op_type in ("MatMul", "MatMulNBits")), None)
     context = producers.get(dense.input[0]) if dense is not None else None  # back to [pairs, length, hidden]
-    if len(query) != 1 or reshape is None or context is None or context.op_type != "Reshape":
+    scores = by_name.get(prefix + "attention/self/MatMul")  # queries x keys
+    masked = next((n for n in consumers.get(scores.output[0], []) if n.op_type == "Add"), None) if scores else None
+    if len(query) != 1 or reshape is None or context is None or context.op_type != "Reshape" or masked is None:
         return 0
+    # The additive mask: [batch, 1, 1, keys] broadcasts over one query row as over all; the
+    # encoders' [batch, 1, queries, keys] is sliced to its first row as well.
+    bias = next(i for i in masked.input if i != scores.output[0])
     shapes = []
     for node, keep in ((reshape, (2, 3)), (context, (2,))):
         concat = producers.get(node.input[1])
@@ -197,6 +223,13 @@ def first_position(graph, prefix: str = "/interaction/") -> int:
         node.input[1] = name
     at = next(k for k, n in enumerate(graph.node) if x in n.output)
     graph.node.insert(at + 1, slice_node)
+    if rows.get(bias) != 1:
+        row = f"{masked.name}_first_row"
+        graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), row + "_axes"))
+        masked.input[list(masked.input).index(bias)] = row
+        at = next(k for k, n in enumerate(graph.node) if n.name == masked.name)
+        graph.node.insert(at, helper.make_node("Slice", [bias, names["starts"], names["ends"], row + "_axes"], [row],
+                                               name=prefix + "first_position/Slice_mask"))
     return 1
 
 
@@ -237,7 +270,8 @@ def simplify_folder(folder: str, out: str) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Simplify an exported folder's attention masks (scores unchanged).")
+    ap = argparse.ArgumentParser(description="Simplify an exported folder's graph: attention masks, layers read at "
+                                             "one position (scores unchanged).")
     ap.add_argument("folder")
     ap.add_argument("--out", required=True, help="the new folder")
     args = ap.parse_args(argv)

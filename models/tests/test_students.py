@@ -252,6 +252,39 @@ def test_simplified_attention_keeps_every_score_and_drops_the_per_layer_masks(e5
     assert np.isfinite(run[simple].run(["scores"], empty)[0]).all()
 
 
+def test_encoder_export_computes_its_last_layer_at_cls_only(tmp_path):
+    """An encoder student's head reads its last layer at [CLS] alone: the export's
+    ``simplify`` slices that layer's input and its [batch, 1, length, length] mask to the first
+    position, and the graph scores a padded batch as PyTorch does."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from rradistill_toolkit import export
+
+    torch.manual_seed(5)
+    config = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, num_labels=1)
+    encoder = BertForSequenceClassification(config).eval()
+    path = str(tmp_path / "encoder.onnx")
+    export.export_onnx(encoder, path)
+    sliced = sorted(n.name for n in onnx.load(path).graph.node if "first_position" in n.name)
+    assert sliced == ["/encoder/bert/encoder/layer.1/first_position/Slice",
+                      "/encoder/bert/encoder/layer.1/first_position/Slice_mask"], sliced
+    ids = torch.randint(5, 120, (3, 13))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    types = torch.zeros_like(ids)
+    types[:, 7:] = 1
+    with torch.no_grad():
+        expected = encoder(input_ids=ids, attention_mask=mask, token_type_ids=types).logits.numpy()
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
+                             "token_type_ids": types.numpy()})[0]
+    assert np.allclose(got, expected, atol=1e-5), (got, expected)
+
+
 def test_simplify_command_checks_a_committed_folder_against_its_reference_pairs(tmp_path):
     """``python -m rradistill_toolkit.simplify`` on the committed rra-bert-mini (an encoder
     exported before the pass): its 6 NaN guards go, its reference pairs score the same alone
