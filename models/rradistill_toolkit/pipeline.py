@@ -40,8 +40,9 @@ compute, simplified attention, an interaction layer computing only what its head
 rerun), then held-out queries (the teacher labels them only), the dev sets through the service
 and cost, both beside the folder's last committed graph (``GRAPHED[NAME]``) and the previous
 versions, the ship rule against the trained version, and a card that carries the trained
-version's training, labels, LOSO and teacher choice. The twin is measured beside its TCL counterpart, as its trained card was. No
-training: most of its time is the held-out evaluation.
+version's training, labels, LOSO and teacher choice. The twin is measured beside its TCL
+counterpart, as its trained card was. No training: most of its time is the held-out
+evaluation.
 
 RRA-GPT (``--student gpt``): labels from ``--teacher``, extractive rationales, RRA-GPT and its
 alpha = beta = 0 ablation (``train --student decoder``), exports, evaluation beside the

@@ -17,10 +17,11 @@
 //! the queue and the rate predicted for it then (work ahead plus its own). The ratio's moving
 //! mean plus `--queue-wait-spread` (default [`SPREAD`]) of its moving standard deviations
 //! ([`Lateness`], weighted by the predicted time, so a request of one pair barely moves it)
-//! scales the wait estimate: the mean alone would keep the promise for the typical request and break it for the late ones,
-//! and a tail is what a latency target is about. The promise admission keeps is then the one
-//! a client can check: an admitted request is answered within the wait target plus its own
-//! service time (its tokens over the throughput), as nearly all measured requests went.
+//! scales the wait estimate: the mean alone would keep the promise for the typical request
+//! and break it for the late ones, and a tail is what a latency target is about. The promise
+//! admission keeps is then the one a client can check: an admitted request is answered
+//! within the wait target plus its own service time (its tokens over the throughput), as
+//! nearly all measured requests went.
 //!
 //! Two hard caps stay, for memory, not for latency: requests in flight
 //! (`--max-concurrent-requests`) and tokens held (`--max-queue-tokens`). Tokens are held from
