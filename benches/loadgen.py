@@ -98,6 +98,11 @@ def common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue-wait-ms", type=int, default=0,
                         help="the service's admission wait target under test (0: the service's "
                              "default, --max-queue-wait-ms of `rradistill --help`)")
+    parser.add_argument("--wait-target-service-times", type=float, default=0.0,
+                        help="set the wait target to this many of one request's service times as the "
+                             "saturation run measures it, instead of a fixed --max-queue-wait-ms: what a "
+                             "target refuses depends on that ratio (benches/queueing.py), so a slow machine "
+                             "can measure what the default target means where a request takes 1/K of it")
     parser.add_argument("--max-queue-tokens", type=int, default=0,
                         help="the service's token cap under test (0: the service's default)")
     parser.add_argument("--server-arg", action="append", default=[],
@@ -362,6 +367,30 @@ async def open_loop(server: Server, bodies: list[bytes], rate: float, seconds: f
     return phase
 
 
+def rate_upper_bound(events: int, trials: int, confidence: float = 0.95) -> float:
+    """The one-sided Clopper-Pearson upper bound of a rate seen `events` times in `trials`: the
+    largest rate under which seeing this few has at least 1 - `confidence` probability. With no
+    events it is 1 - (1 - confidence)^(1/trials), about 3/trials at 95% (so showing a rate at
+    most 0.1% takes about 3,000 trials without one)."""
+    if trials <= 0 or events >= trials:
+        return 1.0
+
+    def at_most_events(rate: float) -> float:
+        # P(X <= events) for X ~ Binomial(trials, rate), summed in log space (no overflow).
+        log_rate, log_rest = math.log(rate), math.log1p(-rate)
+        return sum(math.exp(math.lgamma(trials + 1) - math.lgamma(i + 1) - math.lgamma(trials - i + 1)
+                            + i * log_rate + (trials - i) * log_rest) for i in range(events + 1))
+
+    low, high = events / trials, 1.0
+    for _ in range(100):
+        middle = (low + high) / 2
+        if middle <= 0.0 or at_most_events(middle) > 1.0 - confidence:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -536,6 +565,8 @@ def default_max_queue_wait_ms(args) -> int:
 async def measure_saturation(args, log=print) -> tuple[dict, int]:
     """Closed loop on a server that admits everything (no wait target, the default token cap).
     Returns the summary and the wait target under test, in ms."""
+    if args.wait_target_service_times and args.max_queue_wait_ms:
+        raise SystemExit("give --max-queue-wait-ms or --wait-target-service-times, not both")
     bodies = request_mix(args.requests, args.documents)
     server = Server(args, ["--max-queue-wait-ms", "3600000"])
     try:
@@ -550,8 +581,14 @@ async def measure_saturation(args, log=print) -> tuple[dict, int]:
     # One request's service time: its share of the saturated service's time.
     sat["service_time_ms"] = round(1000.0 / sat["accepted_rps"], 1)
     sat["server_exit"] = code
+    if args.wait_target_service_times:
+        # From here on the target under test is a plain --max-queue-wait-ms (admission_flags).
+        args.max_queue_wait_ms = round(args.wait_target_service_times * sat["service_time_ms"])
     target = default_max_queue_wait_ms(args)
+    # The ratio that decides what the target refuses (benches/queueing.py), whichever was given.
+    sat["wait_target_service_times"] = round(target / sat["service_time_ms"], 2)
     log(f"saturation: {sat['accepted_rps']:.2f} req/s, {sat['accepted_pairs_per_s']:.0f} pairs/s, "
         f"{sat['accepted_tokens_per_s']:.0f} tokens/s, p50 {sat['ok_p50_ms']} ms, one request's "
-        f"service time {sat['service_time_ms']} ms; wait target under test {target} ms")
+        f"service time {sat['service_time_ms']} ms; wait target under test {target} ms = "
+        f"{sat['wait_target_service_times']} service times")
     return sat, target

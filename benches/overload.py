@@ -82,7 +82,8 @@ async def main() -> int:
     print(f"model {args.model_dir}; saturation {sat['accepted_rps']:.2f} req/s = "
           f"{sat['accepted_pairs_per_s']:.0f} pairs/s ({sat['tokens_per_request']} tokens/request, "
           f"{args.concurrency} closed-loop clients, p50 {sat['ok_p50_ms']} ms, p99 {sat['ok_p99_ms']} ms); "
-          f"wait target {target_ms} ms, one request's service time {sat['service_time_ms']} ms")
+          f"wait target {target_ms} ms, one request's service time {sat['service_time_ms']} ms "
+          f"(target = {sat['wait_target_service_times']} service times)")
     cols = [("phase", "phase"), ("offered/s", "offered_rps"), ("sent", "sent"), ("200", "ok"),
             ("429", "refused_429"), ("other", "errors_other"), ("ok/s", "accepted_rps"),
             ("pairs/s", "accepted_pairs_per_s"), ("200 p50", "ok_p50_ms"), ("p95", "ok_p95_ms"),
