@@ -238,7 +238,7 @@ impl Metrics {
             wait_estimate_correction: float_gauge(
                 &registry,
                 "rradistill_wait_estimate_correction",
-                "Answered requests' time from admission to their last score over what queued tokens and the throughput predicted: moving mean plus --queue-wait-spread standard deviations (admission scales its wait estimate by it)",
+                "Answered requests' time from admission to their last score over what was predicted (queued and own tokens over the throughput, the last batch on one session): moving mean plus --queue-wait-spread standard deviations, weighed by the work ahead (admission scales its wait estimate by it)",
             ),
             registry,
         }

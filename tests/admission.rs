@@ -25,6 +25,12 @@ async fn a_request_that_would_wait_past_the_target_is_refused_at_once() {
     // The batcher measured one batch at start: the rate is known before any request.
     let started_with = model.admission.throughput().expect("measured at start");
     assert!(started_with > 0.0);
+    // A request that finds work queued ahead of it (another client's, here held and never
+    // scored) ...
+    let ahead = model
+        .admission
+        .try_admit((started_with * 0.1) as usize)
+        .unwrap();
     let (status, _, _) = server
         .post(
             "/v1/rerank",
@@ -32,8 +38,9 @@ async fn a_request_that_would_wait_past_the_target_is_refused_at_once() {
         )
         .await;
     assert_eq!(status, 200);
+    drop(ahead);
     let rate = model.admission.throughput().unwrap();
-    // Its last score came some time other than the queue predicted: the correction learned.
+    // ... gets its last score some time other than predicted: the correction learned.
     let correction = model.admission.correction();
     assert_ne!(correction, 1.0);
     let (_, info) = server.get_text("/info").await;

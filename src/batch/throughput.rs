@@ -54,7 +54,12 @@ impl Throughput {
     /// first batch.
     pub fn tokens_per_second(&self) -> Option<f64> {
         let per_session = f64::from_bits(self.per_session.load(Ordering::Relaxed));
-        (per_session > 0.0).then(|| per_session * self.sessions as f64)
+        (per_session > 0.0).then_some(per_session * self.sessions as f64)
+    }
+
+    /// The sessions that run batches side by side.
+    pub fn sessions(&self) -> usize {
+        self.sessions
     }
 
     /// How long `tokens` take to score at the measured rate; None before the first batch.

@@ -308,7 +308,7 @@ impl Pipeline {
     ) -> Result<Waited, RerankError> {
         let needed: usize = pairs.iter().map(|(_, p)| p.len()).sum();
         tracing::Span::current().record("tokens", needed);
-        let admitted = entry.admit(needed);
+        let admitted = entry.admit(needed, pairs.len());
         self.record_admission(model);
         admitted?;
         let mut waited = Waited::default();

@@ -282,6 +282,7 @@ impl Registry {
                 spread: limits.queue_wait_spread,
             },
             batcher.throughput(),
+            batch,
         );
         metrics
             .max_queue_wait_seconds
