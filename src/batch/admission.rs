@@ -102,8 +102,8 @@ struct Inner {
     correction: AtomicU64,
 }
 
-/// How fast the correction forgets: after this much predicted time of answered requests,
-/// older ones weigh 1/e.
+/// How fast the correction forgets: after answered requests that had this much predicted
+/// time of work ahead of them, older ones weigh 1/e.
 pub const CORRECTION_TIME_CONSTANT: Duration = Duration::from_secs(30);
 
 /// The correction stays within this range whatever requests measured (clients that hung up
