@@ -190,16 +190,26 @@ pub struct Admission {
     inner: Arc<Inner>,
 }
 
+/// What admission expects of a request when it is admitted, uncorrected, at the measured rate
+/// ([`Admission::predicted`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// From admission to its last score.
+    pub last_score: Duration,
+    /// The part of it that is the work queued ahead.
+    pub ahead: Duration,
+    /// Its own tokens over the rate: the service time the wait target's promise adds.
+    pub own_service: Duration,
+}
+
 /// A request inside admission. Dropping it gives back its slot and every token it holds.
 #[derive(Debug)]
 pub struct Entry {
     admission: Admission,
     held: usize,
     queued: usize,
-    /// When its tokens were admitted, and what was then predicted, uncorrected: the time
-    /// until its last score ([`Admission::predicted`]) and the part of it that was the work
-    /// ahead.
-    predicted: Option<(Instant, Duration, Duration)>,
+    /// When its tokens were admitted, and what was then predicted.
+    predicted: Option<(Instant, Prediction)>,
 }
 
 /// Adds `n` to `counter` if the sum stays within `limit`.
@@ -303,14 +313,8 @@ impl Admission {
     /// the batch holding its last pair running on one session, `sessions - 1` batch-times
     /// longer than its share of the rate says. That batch is as large as the batcher makes
     /// them (`max_batch_size` pairs of this request's mean length, within `max_batch_tokens`)
-    /// or as all the pending work, if that is less. Also returns the part of it that is the
-    /// work ahead. None while no batch has been measured.
-    pub fn predicted(
-        &self,
-        ahead: usize,
-        own: usize,
-        pairs: usize,
-    ) -> Option<(Duration, Duration)> {
+    /// or as all the pending work, if that is less. None while no batch has been measured.
+    pub fn predicted(&self, ahead: usize, own: usize, pairs: usize) -> Option<Prediction> {
         let rate = self.inner.throughput.tokens_per_second()?;
         let last_batch = if own == 0 || pairs == 0 {
             0
@@ -321,10 +325,12 @@ impl Admission {
                 .min(ahead + own)
         };
         let extra = (self.inner.throughput.sessions() - 1) * last_batch;
-        Some((
-            Duration::from_secs_f64((ahead + own + extra) as f64 / rate),
-            Duration::from_secs_f64(ahead as f64 / rate),
-        ))
+        let time = |tokens: usize| Duration::from_secs_f64(tokens as f64 / rate);
+        Some(Prediction {
+            last_score: time(ahead + own + extra),
+            ahead: time(ahead),
+            own_service: time(own),
+        })
     }
 
     /// The wait a request of `own` tokens in `pairs` pairs can expect: the time until its last
@@ -338,16 +344,16 @@ impl Admission {
         if queued == 0 {
             return Some(Duration::ZERO);
         }
-        let (predicted, ahead) = self.predicted(queued, own, pairs)?;
-        let own_service = predicted.saturating_sub(ahead).as_secs_f64();
-        let rate = self.inner.throughput.tokens_per_second()?;
+        let predicted = self.predicted(queued, own, pairs)?;
         let c = self.correction();
-        let wait = if c >= 1.0 {
-            c * predicted.as_secs_f64() - own as f64 / rate
+        Some(if c >= 1.0 {
+            predicted
+                .last_score
+                .mul_f64(c)
+                .saturating_sub(predicted.own_service)
         } else {
-            c * (predicted.as_secs_f64() - own_service)
-        };
-        Some(Duration::from_secs_f64(wait.max(0.0)))
+            predicted.ahead.mul_f64(c)
+        })
     }
 
     /// What the wait estimate is scaled by ([`Lateness::correction`] at the limits' spread):
@@ -459,7 +465,7 @@ impl Entry {
             self.predicted = self
                 .admission
                 .predicted(ahead, tokens, pairs)
-                .map(|(predicted, ahead)| (Instant::now(), predicted, ahead));
+                .map(|predicted| (Instant::now(), predicted));
         }
         Ok(())
     }
@@ -475,9 +481,12 @@ impl Entry {
         self.held -= held;
         if self.queued == 0 {
             // Its last score: how long that took is what the correction learns from.
-            if let Some((admitted, predicted, ahead)) = self.predicted.take() {
-                self.admission
-                    .record_answered(predicted, ahead, admitted.elapsed());
+            if let Some((admitted, predicted)) = self.predicted.take() {
+                self.admission.record_answered(
+                    predicted.last_score,
+                    predicted.ahead,
+                    admitted.elapsed(),
+                );
             }
         }
     }
@@ -818,9 +827,9 @@ mod tests {
 
     #[test]
     fn a_request_s_last_batch_runs_on_one_session() {
-        let secs = |d: Option<(Duration, Duration)>| {
-            let (total, ahead) = d.unwrap();
-            (total.as_secs_f64(), ahead.as_secs_f64())
+        let secs = |d: Option<Prediction>| {
+            let d = d.unwrap();
+            (d.last_score.as_secs_f64(), d.ahead.as_secs_f64())
         };
         let close =
             |(a, b): (f64, f64), (c, d): (f64, f64)| (a - c).abs() < 1e-9 && (b - d).abs() < 1e-9;
@@ -860,7 +869,7 @@ mod tests {
         for _ in 0..50 {
             let mut alone = two.try_admit(1000).unwrap();
             alone.answered(1000);
-            let (total, _) = two.predicted(0, 1000, 1).unwrap();
+            let total = two.predicted(0, 1000, 1).unwrap().last_score;
             two.record_answered(total, Duration::ZERO, total * 2);
         }
         assert_eq!(two.lateness(), Lateness::default());

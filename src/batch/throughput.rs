@@ -61,12 +61,6 @@ impl Throughput {
     pub fn sessions(&self) -> usize {
         self.sessions
     }
-
-    /// How long `tokens` take to score at the measured rate; None before the first batch.
-    pub fn time_for(&self, tokens: usize) -> Option<Duration> {
-        self.tokens_per_second()
-            .map(|rate| Duration::from_secs_f64(tokens as f64 / rate))
-    }
 }
 
 #[cfg(test)]
@@ -91,7 +85,7 @@ mod tests {
             t.record(2000, Duration::from_secs(1));
         }
         assert!((t.tokens_per_second().unwrap() - 4000.0).abs() < 10.0);
-        let two_seconds = t.time_for(8000).unwrap().as_secs_f64();
+        let two_seconds = 8000.0 / t.tokens_per_second().unwrap();
         assert!((two_seconds - 2.0).abs() < 0.01, "{two_seconds}");
     }
 
