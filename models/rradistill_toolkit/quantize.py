@@ -26,6 +26,17 @@ quantization tools wherever they cover the case):
   outliers that a fixed range cuts. Calibration keeps a moving average of each run's range (MinMax, constant 0.01); the
   histogram methods keep every run's activations and do not fit in memory for these towers.
   Attention's MatMuls of two activations stay fp32.
+- ``rows``: weights int8 per output column, activations quantized at run time to int8 with
+  *one scale per row* (each token's vector on its own), multiplied by ONNX Runtime's integer
+  GEMM (``MatMulInteger``: 3x ``MatMulNBits``' int8 speed on this machine's AVX-512 VNNI, and
+  a row's scale depends on that row alone, so it stays batch-independent). One scale over a
+  whole row is coarser than ``MatMulNBits``' one per 32 inputs, and transformer activations
+  have outlier channels, so each weight MatMul's input is first divided by a fixed
+  per-channel factor that the weights absorb (SmoothQuant, strength ``SMOOTHING``),
+  calibrated on the toolkit's own training text. ``python -m rradistill_toolkit.quantize
+  rows`` rewrites an exported weight-only folder this way (its weights dequantized from
+  ``MatMulNBits``), checked as an export is; ``benches/README.md`` ("Integer GEMMs on
+  per-row int8") measures it against the folder it came from, in and out of domain.
 - ``dynamic``: weights int8, activations quantized at run time with one scale per tensor
   computed from the batch in hand (``DynamicQuantizeLinear``). The scale depends on every
   row in the batch, so a document's score moves with its neighbours (0.36 logit for
@@ -42,7 +53,7 @@ import shutil
 
 import numpy as np
 
-METHODS = ("weights", "static", "dynamic")
+METHODS = ("weights", "rows", "static", "dynamic")
 
 
 class FeedReader:
@@ -92,6 +103,10 @@ def quantize(fp32_path: str, out_path: str, method: str, calibration: list[dict]
 
     if method == "weights":
         return quantize_weights(fp32_path, out_path)
+    if method == "rows":
+        if not calibration:
+            raise ValueError("rows quantization needs calibration feeds (for its smoothing factors)")
+        return quantize_rows(fp32_path, out_path, calibration)
     if method == "dynamic":
         quantize_dynamic(fp32_path, out_path, weight_type=QuantType.QInt8)
         return {"method": "dynamic", "activations": "per batch (run time)"}
@@ -231,6 +246,206 @@ def quantize_weights(fp32_path: str, out_path: str, block_size: int = 32,
             "matmuls_fp32": ops.count("MatMul"), "tables_int8": tables, "aliases_untied": aliases}
 
 
+# SmoothQuant's migration strength: each channel's range is split evenly (square root) between
+# the activation and the weight. The paper's default; not tuned on any evaluation set.
+SMOOTHING = 0.5
+
+
+def weight_matmuls(graph) -> list[tuple]:
+    """Every MatMul by a weight, as (node, weight [K, N] float32): a ``MatMul`` whose second
+    input is a 2-D float initializer, or an 8-bit symmetric ``MatMulNBits`` (dequantized:
+    ``(byte - 128) * block scale``)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in graph.initializer}
+    found = []
+    for n in graph.node:
+        if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2 \
+                and inits[n.input[1]].data_type == onnx.TensorProto.FLOAT:
+            found.append((n, numpy_helper.to_array(inits[n.input[1]]).astype(np.float32)))
+        elif n.op_type == "MatMulNBits":
+            at = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+            if at.get("bits") != 8 or len(n.input) > 3:
+                raise ValueError(f"{n.name or n.output[0]}: only 8-bit symmetric MatMulNBits can be rewritten")
+            packed = numpy_helper.to_array(inits[n.input[1]]).astype(np.float32) - 128.0  # [N, blocks, block]
+            scales = numpy_helper.to_array(inits[n.input[2]]).reshape(at["N"], -1, 1)
+            found.append((n, (packed * scales).reshape(at["N"], -1)[:, :at["K"]].T.copy()))
+    return found
+
+
+def input_ranges(model, feeds: list[dict], names: list[str], threads: int = 2) -> dict:
+    """Largest |value| of each channel (last axis) of the tensors ``names`` over ``feeds``."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    present = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n not in present)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    ranges: dict = {}
+    for feed in feeds:
+        for name, value in zip(names, sess.run(names, feed)):
+            top = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
+            ranges[name] = top if name not in ranges else np.maximum(ranges[name], top)
+    return ranges
+
+
+def smoothing_factors(matmuls: list[tuple], ranges: dict, alpha: float = SMOOTHING) -> dict:
+    """One factor per input channel, ``s = max|x|^alpha / max|w|^(1 - alpha)``, for each weight
+    MatMul's input. Inputs that share a weight (two towers, one set of weights) share their
+    factors, so the weight is still stored once."""
+    parent = {n.input[0]: n.input[0] for n, _ in matmuls}
+
+    def root(name):
+        while parent[name] != name:
+            name = parent[name]
+        return name
+
+    by_weight: dict = {}
+    for n, _ in matmuls:
+        by_weight.setdefault(n.input[1], []).append(n.input[0])
+    for readers in by_weight.values():
+        for r in readers[1:]:
+            parent[root(r)] = root(readers[0])
+    groups: dict = {}
+    for name in parent:
+        groups.setdefault(root(name), set()).add(name)
+    factors = {}
+    for members in groups.values():
+        x = np.max([ranges[m] for m in members], axis=0)
+        w = np.max([np.abs(weight).max(axis=1) for n, weight in matmuls if n.input[0] in members], axis=0)
+        s = np.power(np.maximum(x, 1e-5), alpha) / np.power(np.maximum(w, 1e-5), 1 - alpha)
+        for m in members:
+            factors[m] = np.maximum(s, 1e-5).astype(np.float32)
+    return factors
+
+
+def rows_graph(model, calibration: list[dict], alpha: float = SMOOTHING, threads: int = 2) -> dict:
+    """Rewrites ``model`` in place: every weight MatMul (``weight_matmuls``) becomes
+    ``x / s`` quantized per row to int8 (stored as uint8 around 128, the layout ONNX Runtime's
+    integer GEMM is fastest on), ``MatMulInteger`` with the weight ``s * W`` in int8 per
+    output column, and the two scales multiplied back. An input read by several MatMuls (a
+    layer's query, key and value) is quantized once. Returns what was done."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    matmuls = weight_matmuls(graph)
+    inputs = sorted({n.input[0] for n, _ in matmuls})
+    factors = smoothing_factors(matmuls, input_ranges(model, calibration, inputs, threads), alpha)
+    replaced = {id(n): w for n, w in matmuls}
+    consts = {"rows_eps": np.array(1e-12, np.float32), "rows_127": np.array(127.0, np.float32),
+              "rows_128": np.array(128.0, np.float32), "rows_zero_point": np.array(128, np.uint8)}
+    new_inits = [numpy_helper.from_array(v, k) for k, v in consts.items()]
+    nodes, quantized, written = [], {}, set()
+    for n in graph.node:
+        if id(n) not in replaced:
+            nodes.append(n)
+            continue
+        x, out, stem = n.input[0], n.output[0], n.name or n.output[0]
+        if x not in quantized:
+            p = x + "_rows"
+            new_inits.append(numpy_helper.from_array(1.0 / factors[x], p + "_smooth"))
+            nodes += [helper.make_node("Mul", [x, p + "_smooth"], [p + "_smoothed"], name=p + "_smooth"),
+                      helper.make_node("Abs", [p + "_smoothed"], [p + "_abs"], name=p + "_abs"),
+                      helper.make_node("ReduceMax", [p + "_abs"], [p + "_max"], axes=[-1], keepdims=1,
+                                       name=p + "_max"),
+                      helper.make_node("Max", [p + "_max", "rows_eps"], [p + "_range"], name=p + "_range"),
+                      helper.make_node("Div", [p + "_range", "rows_127"], [p + "_scale"], name=p + "_scale"),
+                      helper.make_node("Div", [p + "_smoothed", p + "_scale"], [p + "_steps"], name=p + "_steps"),
+                      helper.make_node("Round", [p + "_steps"], [p + "_rounded"], name=p + "_round"),
+                      helper.make_node("Add", [p + "_rounded", "rows_128"], [p + "_shifted"], name=p + "_shift"),
+                      helper.make_node("Cast", [p + "_shifted"], [p + "_int8"], to=TensorProto.UINT8,
+                                       name=p + "_cast")]
+            quantized[x] = (p + "_int8", p + "_scale")
+        w = n.input[1] + "_rows"
+        if w not in written:  # one int8 copy of a weight both towers read
+            written.add(w)
+            weight = replaced[id(n)] * factors[x][:, None]
+            scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0
+            new_inits += [numpy_helper.from_array(np.clip(np.rint(weight / scale), -127, 127).astype(np.int8), w),
+                          numpy_helper.from_array(scale.astype(np.float32), w + "_scale")]
+        q, row_scale = quantized[x]
+        nodes += [helper.make_node("MatMulInteger", [q, w, "rows_zero_point"], [out + "_int32"], name=stem + "_int"),
+                  helper.make_node("Cast", [out + "_int32"], [out + "_float"], to=TensorProto.FLOAT,
+                                   name=stem + "_float"),
+                  helper.make_node("Mul", [out + "_float", row_scale], [out + "_rows"], name=stem + "_row_scale"),
+                  helper.make_node("Mul", [out + "_rows", w + "_scale"], [out], name=stem + "_column_scale")]
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    graph.initializer.extend(new_inits)
+    used = {i for n in graph.node for i in n.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    graph.ClearField("initializer")
+    graph.initializer.extend(kept)
+    spread = [float(f.max() / f.min()) for f in factors.values()]
+    return {"matmuls_int8": len(matmuls), "inputs_quantized": len(quantized), "smoothing": alpha,
+            "calibration_batches": len(calibration), "smoothing_spread_max": round(max(spread), 2)}
+
+
+def quantize_rows(fp32_path: str, out_path: str, calibration: list[dict], alpha: float = SMOOTHING) -> dict:
+    """``rows`` int8 from an fp32 graph: shared weights untied, embeddings int8 per row
+    (``int8_rows``), weight MatMuls by ``rows_graph``."""
+    import onnx
+
+    model = onnx.load(fp32_path)
+    aliases = untie_shared_weights(model.graph)
+    tables = int8_rows(model.graph)
+    report = rows_graph(model, calibration, alpha)
+    onnx.save(model, out_path)
+    return {"method": "rows", "activations": "int8, one scale per row (run time), after fixed smoothing",
+            "format": "MatMulInteger + int8 rows", "tables_int8": tables, "aliases_untied": aliases, **report}
+
+
+def rows_folder(folder: str, out: str, data_dir: str, prerank: str, calibration_queries: int = 24) -> dict:
+    """A copy of an exported weight-only late folder whose weight MatMuls are ``rows`` int8,
+    calibrated on ``calibration_queries`` training queries' top 8 candidates (the export's
+    calibration sample). Checked as an export is, on the export's real held-out pairs:
+    batch independence (``checks.BATCH_LIMIT``) and agreement with the folder it came from;
+    its manifest, export report and reference pairs say what it now is."""
+    import onnx
+
+    from . import checks
+    from .common import write_json
+    from .export import calibration_pairs, in_batches, late_check_pairs, write_late_reference
+    from .students import late
+
+    tok = late.folder_scorer(folder).tokenizer
+    feeds = [late.feed_numpy(tok, [(q, d) for d in docs[:8]])
+             for _, q, docs in calibration_pairs(data_dir, prerank, calibration_queries) if len(docs) >= 8]
+    if os.path.abspath(folder) != os.path.abspath(out):
+        shutil.copytree(folder, out, dirs_exist_ok=True)
+    model = onnx.load(os.path.join(folder, "model.onnx"))
+    if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
+        raise SystemExit(f"{folder}/model.onnx has no MatMulNBits: not a weight-only int8 folder")
+    report = {"method": "rows", "from": "MatMulNBits (dequantized)",
+              "activations": "int8, one scale per row (run time), after fixed smoothing",
+              "format": "MatMulInteger + int8 rows", **rows_graph(model, feeds)}
+    onnx.save(model, os.path.join(out, "model.onnx"))
+    pairs, query_of = late_check_pairs(data_dir, prerank)
+    before, after = late.folder_scorer(folder), late.folder_scorer(out)
+    report["batch_independence"] = checks.batch_independence(after, pairs[:24])
+    if not report["batch_independence"]["ok"]:
+        raise SystemExit(f"rows: the new graph's scores depend on the batch: {report['batch_independence']}")
+    agree = checks.agreement(in_batches(before, pairs), in_batches(after, pairs), query_of)
+    agree["max_abs_diff"] = agree.pop("max_abs_diff_vs_fp32")  # here against the source folder's graph
+    report["agreement_with_source"] = {"pairs": len(pairs), **agree}
+    manifest_path = os.path.join(out, "manifest.json")
+    manifest = json.load(open(manifest_path))
+    manifest["precision"] = "int8 (rows)"
+    write_json(manifest_path, manifest)
+    report_path = os.path.join(out, "export_report.json")
+    full = json.load(open(report_path)) if os.path.exists(report_path) else {}
+    full.setdefault("quantization", {})["rows"] = report
+    full["served"] = "rows"
+    write_json(report_path, full)
+    write_late_reference(out)
+    return {"folder": out, **report}
+
+
 def activations_of(accuracy_level: int) -> str:
     """What a weight-only graph does with activations at ``accuracy_level`` (the report's words)."""
     if accuracy_level == 4:
@@ -290,8 +505,16 @@ def main() -> None:
     level.add_argument("--out", required=True, help="the new folder (the same path rewrites it in place)")
     level.add_argument("--level", type=int, default=ACCURACY_LEVEL, choices=[0, 1, 2, 3, 4],
                        help="0 unset (float), 1 fp32, 2 fp16, 3 bf16, 4 int8 (default)")
+    rows = sub.add_parser("rows", help="copy a weight-only late folder with its weight MatMuls in rows int8")
+    rows.add_argument("folder")
+    rows.add_argument("--out", required=True, help="the new folder (the same path rewrites it in place)")
+    rows.add_argument("--data", default="work/data", help="the toolkit's data (calibration: training queries)")
+    rows.add_argument("--prerank", default="work/prerank.jsonl")
     args = ap.parse_args()
-    print(json.dumps(compute_level_folder(args.folder, args.out, args.level)))
+    if args.command == "rows":
+        print(json.dumps(rows_folder(args.folder, args.out, args.data, args.prerank)))
+    else:
+        print(json.dumps(compute_level_folder(args.folder, args.out, args.level)))
 
 
 if __name__ == "__main__":

@@ -148,11 +148,11 @@ def test_weight_only_and_static_int8_are_batch_independent_and_dynamic_is_not(e5
         return lambda ps: sess.run(["scores"], late.feed_numpy(tok, ps))[0]
 
     results, reports = {}, {}
-    for method in ("weights", "static", "dynamic"):
+    for method in ("weights", "rows", "static", "dynamic"):
         path = str(tmp_path / f"{method}.onnx")
         reports[method] = quantize.quantize(fp32, path, method, calib, pad_id=tok.pad_id)
         results[method] = checks.batch_independence(scorer_of(path), pairs)
-    for method in ("weights", "static"):
+    for method in ("weights", "rows", "static"):
         assert results[method]["ok"] and results[method]["max_abs_diff"] < checks.BATCH_LIMIT, (method, results)
     assert results["dynamic"]["max_abs_diff"] > results["static"]["max_abs_diff"]
 
@@ -184,6 +184,72 @@ def test_weight_only_and_static_int8_are_batch_independent_and_dynamic_is_not(e5
     assert checks.spearman(float_scores, int8_scores) > 0.99
     same_weights = {t.name: t.raw_data for t in onnx.load(as_float).graph.initializer}
     assert same_weights == {t.name: t.raw_data for t in graph.initializer}
+
+
+def test_rows_int8_multiplies_in_integers_per_row_from_fp32_or_a_weight_only_graph(e5, tmp_path):
+    """``rows``: every weight MatMul becomes MatMulInteger on per-row int8 activations, both
+    towers read one int8 copy of a shared weight, the smoothing factors balance each
+    channel's activation and weight ranges, and the same rewrite of a weight-only graph
+    (its MatMulNBits dequantized) keeps its ranking and its batch independence."""
+    import onnx
+    import onnxruntime as ort
+
+    from rradistill_toolkit import checks, quantize
+    from rradistill_toolkit.students import late, tokenization
+
+    scorer = tiny_late_scorer(layers=2, seed=1)
+    tok = tokenization.TowerTokenizer(e5 / "tokenizer.json", window=64, query_window=32)
+    fp32 = str(tmp_path / "fp32.onnx")
+    late.export_onnx(scorer, fp32)
+    texts = SENTENCES_EN + SENTENCES_KO
+    calib = [late.feed_numpy(tok, [(q, d) for d in texts]) for q in texts[:4]]
+    pairs = [(q, d) for q in texts[-3:] for d in texts]
+
+    def scorer_of(path_or_model):
+        sess = ort.InferenceSession(path_or_model, providers=["CPUExecutionProvider"])
+        return lambda ps: sess.run(["scores"], late.feed_numpy(tok, ps))[0]
+
+    report = quantize.quantize(fp32, str(tmp_path / "rows.onnx"), "rows", calib)
+    graph = onnx.load(str(tmp_path / "rows.onnx")).graph
+    ops = [n.op_type for n in graph.node]
+    weights = {t.name for t in graph.initializer}
+    assert ops.count("MatMulInteger") == report["matmuls_int8"] == 2 * 2 * 6 + 6, report
+    assert [n.name for n in graph.node if n.op_type == "MatMul" and any(i in weights for i in n.input)] == []
+    # Query, key and value read one input: it is quantized once for the three.
+    assert report["inputs_quantized"] < report["matmuls_int8"]
+    fp32_scores = scorer_of(fp32)(pairs)
+    assert checks.spearman(fp32_scores, scorer_of(str(tmp_path / "rows.onnx"))(pairs)) > 0.95
+
+    # The factors put each channel's activation range and weight range at their geometric mean.
+    model = onnx.load(fp32)
+    quantize.untie_shared_weights(model.graph)
+    matmuls = quantize.weight_matmuls(model.graph)
+    names = sorted({n.input[0] for n, _ in matmuls})
+    # One int8 copy of each weight, however many MatMuls (both towers) read it.
+    int8_weights = [t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and t.name.endswith("_rows")]
+    assert len(matmuls) == 30 and len(int8_weights) == len({n.input[1] for n, _ in matmuls}) < len(matmuls)
+    ranges = quantize.input_ranges(model, calib, names)
+    factors = quantize.smoothing_factors(matmuls, ranges)
+    # Inputs that read one weight (the two towers' same layer) share one factor.
+    first = matmuls[0][0].input[0]
+    shared = {n.input[1] for n, _ in matmuls if n.input[0] == first}
+    members = {n.input[0] for n, _ in matmuls if n.input[1] in shared}
+    assert len(members) == 2 and all(np.array_equal(factors[m], factors[first]) for m in members)
+    x = np.max([ranges[m] for m in members], axis=0)
+    w_range = np.max([np.abs(w).max(axis=1) for n, w in matmuls if n.input[0] in members], axis=0)
+    s = factors[first]
+    np.testing.assert_allclose(x / s, w_range * s, rtol=1e-4)
+
+    # From a weight-only graph: the same rewrite, close to it, batch-independent.
+    quantize.quantize(fp32, str(tmp_path / "weights.onnx"), "weights")
+    model = onnx.load(str(tmp_path / "weights.onnx"))
+    rewritten = quantize.rows_graph(model, calib)
+    assert rewritten["matmuls_int8"] == 2 * 2 * 6 + 6
+    assert "MatMulNBits" not in {n.op_type for n in model.graph.node}
+    rows_score = scorer_of(model.SerializeToString())
+    assert checks.spearman(scorer_of(str(tmp_path / "weights.onnx"))(pairs), rows_score(pairs)) > 0.95
+    independent = checks.batch_independence(rows_score, pairs)
+    assert independent["ok"], independent
 
 
 def test_served_student_is_batch_independent_within_1e3():
@@ -351,6 +417,32 @@ def test_regraph_makes_a_checked_new_version_from_an_older_folder(tiny_pipeline,
     levels = {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"}
     assert levels == {quantize.ACCURACY_LEVEL}
     assert report["quantization"]["weights"]["accuracy_level"] == quantize.ACCURACY_LEVEL
+    score = late.folder_scorer(str(out))
+    for r in (json.loads(line) for line in (out / "reference.jsonl").read_text().splitlines()):
+        assert abs(score([(r["query"], r["document"])])[0] - r["logit"]) < 1e-5
+
+
+def test_rows_command_rewrites_a_weight_only_folder_checked_on_real_pairs(tiny_pipeline, tmp_path):
+    """``python -m rradistill_toolkit.quantize rows``: a weight-only late folder becomes one
+    whose weight MatMuls are integer GEMMs on per-row int8, calibrated on the toolkit's
+    training text; its batch independence and agreement with the source folder are checked
+    on the export's real held-out pairs, and its manifest and reference pairs are written anew."""
+    import onnx
+
+    from rradistill_toolkit import quantize
+    from rradistill_toolkit.students import late
+
+    old = tmp_path / "old"
+    old_style_late_folder(old)
+    out = tmp_path / "rows"
+    report = quantize.rows_folder(str(old), str(out), str(tiny_pipeline / "data"), str(tiny_pipeline / "prerank.jsonl"))
+    assert report["calibration_batches"] > 0 and report["matmuls_int8"] == 30, report
+    assert report["batch_independence"]["ok"], report
+    assert report["agreement_with_source"]["spearman_all_pairs"] > 0.95, report
+    ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+    assert "MatMulInteger" in ops and "MatMulNBits" not in ops
+    assert json.loads((out / "manifest.json").read_text())["precision"] == "int8 (rows)"
+    assert json.loads((out / "export_report.json").read_text())["served"] == "rows"
     score = late.folder_scorer(str(out))
     for r in (json.loads(line) for line in (out / "reference.jsonl").read_text().splitlines()):
         assert abs(score([(r["query"], r["document"])])[0] - r["logit"]) < 1e-5
