@@ -17,7 +17,8 @@
 //!    second as a share of its bare throughput (shares summing to 1.0: serving two models
 //!    together costs nothing over time-sharing the machine).
 //!
-//! Works for encoder and decoder students alike (the manifest decides).
+//! Works for encoder, late and decoder students alike (the manifest decides; a late model's
+//! bare batches are laid out as the service lays them out, each distinct query once).
 //! Run: `make bench` (or `cargo bench --bench service -- --model-dir DIR [flags]`).
 
 use std::path::PathBuf;
@@ -31,7 +32,8 @@ use ort::session::Session;
 use ort::value::Tensor;
 use rradistill::model::graph::SessionOptions;
 use rradistill::model::student::StudentRanker;
-use rradistill::model::{Manifest, PreparedPair, Ranker, Truncation};
+use rradistill::model::towers;
+use rradistill::model::{Manifest, ModelKind, PreparedPair, Ranker, Truncation};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -146,6 +148,10 @@ fn bare_batches(
         pairs_total += pairs.len();
         pairs.sort_by_key(|p| p.len());
         for chunk in pairs.chunks(max_batch) {
+            if manifest.kind == ModelKind::Late {
+                batches.push(tower_batch(manifest, chunk));
+                continue;
+            }
             let width = chunk.iter().map(|p| p.len()).max().unwrap();
             let rows = chunk.len();
             let mut ids = vec![0i64; rows * width];
@@ -179,6 +185,45 @@ fn bare_batches(
         }
     }
     (batches, tokens as f64 / pairs_total as f64)
+}
+
+/// A late model's batch as the service lays it out (`towers::layout`): each distinct query
+/// once, the documents, and each pair's query row.
+fn tower_batch(manifest: &Manifest, chunk: &[PreparedPair]) -> Batch {
+    let refs: Vec<&PreparedPair> = chunk.iter().collect();
+    let t = towers::layout(&refs, manifest.pad_token_id.unwrap_or(0)).unwrap();
+    let names = &manifest.inputs;
+    let role = |name: &Option<String>| {
+        name.clone()
+            .expect("Manifest::load checks a late model's inputs")
+    };
+    let queries = vec![t.queries as i64, t.query_width as i64];
+    let documents = vec![t.pairs as i64, t.document_width as i64];
+    Batch {
+        inputs: vec![
+            (
+                role(&names.query_ids),
+                Tensor::from_array((queries.clone(), t.query_ids)).unwrap(),
+            ),
+            (
+                role(&names.query_mask),
+                Tensor::from_array((queries, t.query_mask)).unwrap(),
+            ),
+            (
+                names.input_ids.clone(),
+                Tensor::from_array((documents.clone(), t.input_ids)).unwrap(),
+            ),
+            (
+                names.attention_mask.clone(),
+                Tensor::from_array((documents, t.attention_mask)).unwrap(),
+            ),
+            (
+                role(&names.query_index),
+                Tensor::from_array((vec![t.pairs as i64], t.query_index)).unwrap(),
+            ),
+        ],
+        pairs: t.pairs,
+    }
 }
 
 fn bare_throughput(sessions: &mut [Session], batches: &[Batch], seconds: u64) -> f64 {
@@ -370,7 +415,10 @@ fn spawn_service(
         .args(["--sessions", &args.sessions.to_string()])
         .args(["--intra-threads", &intra.to_string()])
         .args(["--max-batch-size", &args.max_batch_size.to_string()])
+        // Saturation means admitting everything: no token cap in reach, and a wait target
+        // (an hour) no queue here approaches, or admission's 429s would be counted as failures.
         .args(["--max-queue-tokens", "10000000"])
+        .args(["--max-queue-wait-ms", "3600000"])
         .env("RUST_LOG", "warn")
         .spawn()?)
 }
