@@ -413,9 +413,11 @@ def rows_folder(folder: str, out: str, data_dir: str, prerank: str, calibration_
     from .export import calibration_pairs, in_batches, late_check_pairs, write_late_reference
     from .students import late
 
-    tok = late.folder_scorer(folder).tokenizer
-    feeds = [late.feed_numpy(tok, [(q, d) for d in docs[:8]])
+    before = late.folder_scorer(folder)
+    feeds = [late.feed_numpy(before.tokenizer, [(q, d) for d in docs[:8]])
              for _, q, docs in calibration_pairs(data_dir, prerank, calibration_queries) if len(docs) >= 8]
+    pairs, query_of = late_check_pairs(data_dir, prerank)
+    scored_before = in_batches(before, pairs)  # before the folder may be rewritten in place
     if os.path.abspath(folder) != os.path.abspath(out):
         shutil.copytree(folder, out, dirs_exist_ok=True)
     model = onnx.load(os.path.join(folder, "model.onnx"))
@@ -425,12 +427,11 @@ def rows_folder(folder: str, out: str, data_dir: str, prerank: str, calibration_
               "activations": "int8, one scale per row (run time), after fixed smoothing",
               "format": "MatMulInteger + int8 rows", **rows_graph(model, feeds)}
     onnx.save(model, os.path.join(out, "model.onnx"))
-    pairs, query_of = late_check_pairs(data_dir, prerank)
-    before, after = late.folder_scorer(folder), late.folder_scorer(out)
+    after = late.folder_scorer(out)
     report["batch_independence"] = checks.batch_independence(after, pairs[:24])
     if not report["batch_independence"]["ok"]:
         raise SystemExit(f"rows: the new graph's scores depend on the batch: {report['batch_independence']}")
-    agree = checks.agreement(in_batches(before, pairs), in_batches(after, pairs), query_of)
+    agree = checks.agreement(scored_before, in_batches(after, pairs), query_of)
     agree["max_abs_diff"] = agree.pop("max_abs_diff_vs_fp32")  # here against the source folder's graph
     report["agreement_with_source"] = {"pairs": len(pairs), **agree}
     manifest_path = os.path.join(out, "manifest.json")
@@ -498,6 +499,8 @@ def compute_level_folder(folder: str, out: str, level: int) -> dict:
 
 
 def main() -> None:
+    from .common import WORK_DIR
+
     ap = argparse.ArgumentParser(description="int8 tools for exported folders")
     sub = ap.add_subparsers(dest="command", required=True)
     level = sub.add_parser("compute-level", help="copy a weight-only folder with MatMulNBits computing at --level")
@@ -508,8 +511,9 @@ def main() -> None:
     rows = sub.add_parser("rows", help="copy a weight-only late folder with its weight MatMuls in rows int8")
     rows.add_argument("folder")
     rows.add_argument("--out", required=True, help="the new folder (the same path rewrites it in place)")
-    rows.add_argument("--data", default="work/data", help="the toolkit's data (calibration: training queries)")
-    rows.add_argument("--prerank", default="work/prerank.jsonl")
+    rows.add_argument("--data", default=str(WORK_DIR / "data"),
+                      help="the toolkit's data (calibration: training queries; checks: held-out ones)")
+    rows.add_argument("--prerank", default=str(WORK_DIR / "prerank.jsonl"))
     args = ap.parse_args()
     if args.command == "rows":
         print(json.dumps(rows_folder(args.folder, args.out, args.data, args.prerank)))

@@ -446,6 +446,13 @@ def test_rows_command_rewrites_a_weight_only_folder_checked_on_real_pairs(tiny_p
     score = late.folder_scorer(str(out))
     for r in (json.loads(line) for line in (out / "reference.jsonl").read_text().splitlines()):
         assert abs(score([(r["query"], r["document"])])[0] - r["logit"]) < 1e-5
+    # In place, the agreement is still with the graph it replaced, not with itself.
+    inplace = tmp_path / "inplace"
+    shutil.copytree(old, inplace)
+    again = quantize.rows_folder(str(inplace), str(inplace), str(tiny_pipeline / "data"),
+                                 str(tiny_pipeline / "prerank.jsonl"))
+    assert again["agreement_with_source"] == report["agreement_with_source"]
+    assert again["agreement_with_source"]["max_abs_diff"] > 0
 
 
 def test_simplify_command_refuses_to_rewrite_its_own_reference(tmp_path):
