@@ -26,7 +26,7 @@ MODELS_FILE   := models/models.toml
 export ORT_DYLIB_PATH ?= $(abspath $(ORT_LIB))
 export RRADISTILL_FIXTURES ?= $(abspath $(FIXTURES))
 
-.PHONY: help run test bench load-test fuzz overload soak setup fixtures clean-runtime
+.PHONY: help run test lint bench load-test fuzz overload soak setup fixtures clean-runtime
 
 help:
 	@echo "make run    build and serve the reference models ($(MODELS_FILE)) on port $(PORT)"
@@ -42,7 +42,7 @@ run: $(ORT_LIB)
 # Order matters: the toolkit's end-to-end smoke run exports a student into target/fixtures/,
 # which the Rust tests then load and check against Python's scores; deploy/tests drive the
 # release binary cargo built (k6 against the live service, the image's runtime layout).
-test: setup fixtures
+test: setup fixtures lint
 	deploy/setup-test-tools.sh
 	$(PY) -m pytest -q models/tests
 	cargo test --locked --release -- --test-threads 2
@@ -54,6 +54,15 @@ test: setup fixtures
 	$(PY) -m pytest -q -rxX deploy/tests
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 	@echo "all tests passed"
+
+# Formatting and clippy's lints, warnings as errors, on the service, its tests and benches.
+# rustup's default profile installs both components; they cannot be fetched offline, so a
+# toolchain without one skips that check and says so.
+lint:
+	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; \
+	else echo "lint: SKIPPED cargo fmt --check: rustfmt is not installed (rustup component add rustfmt)"; fi
+	@if cargo clippy --version >/dev/null 2>&1; then cargo clippy --locked --all-targets -- -D warnings; \
+	else echo "lint: SKIPPED clippy: not installed (rustup component add clippy)"; fi
 
 # Fuzz targets, time-boxed (make fuzz FUZZ_SECONDS=600 for a long run).
 FUZZ_SECONDS ?= 30
