@@ -30,6 +30,7 @@ import loadgen  # noqa: E402
 
 async def one_round(args, name: str, folder: str, bodies: list[bytes]) -> dict:
     args.model_dir = folder
+    args.bin = args.binaries.get(name, args.default_bin)
     server = loadgen.Server(args, ["--max-queue-wait-ms", "3600000"])
     try:
         await loadgen.closed_loop(server, bodies, args.concurrency, 3.0, "warm-up")
@@ -58,7 +59,9 @@ async def main_async(args) -> dict:
     return {
         "machine": loadgen.machine(), "models": models, "reference": ref, "rounds": args.rounds,
         "seconds": args.seconds, "concurrency": args.concurrency, "documents": args.documents,
+        "binaries": {n: args.binaries.get(n, args.default_bin) for n in names},
         "pairs_per_s": {n: round(v, 2) for n, v in pairs.items()},
+        "p50_ms": {n: statistics.median(s["ok_p50_ms"] for s in v) for n, v in rounds.items()},
         "ratio_to_reference": {n: round(v / pairs[ref], 3) for n, v in pairs.items()},
         "per_round_pairs_per_s": {n: [round(s["accepted_pairs_per_s"], 2) for s in v] for n, v in rounds.items()},
         "per_round_p50_ms": {n: [s["ok_p50_ms"] for s in v] for n, v in rounds.items()},
@@ -70,14 +73,19 @@ def main() -> None:
     loadgen.common_args(ap)
     ap.add_argument("--model", action="append", required=True, metavar="NAME=FOLDER",
                     help="a model folder; the first is the reference the ratios divide by")
+    ap.add_argument("--binary", action="append", default=[], metavar="NAME=PATH",
+                    help="serve model NAME with this binary instead of --bin (two builds side by side: "
+                         "give one folder twice under two names)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=30.0, help="each saturated run, after its warm-up")
     args = ap.parse_args()
-    if any("=" not in m for m in args.model):
-        raise SystemExit("--model takes NAME=FOLDER")
+    if any("=" not in m for m in args.model + args.binary):
+        raise SystemExit("--model takes NAME=FOLDER and --binary NAME=PATH")
+    args.binaries, args.default_bin = dict(b.split("=", 1) for b in args.binary), args.bin
     result = asyncio.run(main_async(args))
     print("pairs/s, median over rounds: " + ", ".join(
-        f"{n} {v} ({result['ratio_to_reference'][n]}x)" for n, v in result["pairs_per_s"].items()))
+        f"{n} {v} ({result['ratio_to_reference'][n]}x, p50 {result['p50_ms'][n]} ms)"
+        for n, v in result["pairs_per_s"].items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))

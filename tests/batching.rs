@@ -87,6 +87,61 @@ async fn scores_are_the_same_alone_or_batched_with_other_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_request_on_idle_sessions_is_split_among_them() {
+    // Two sessions, both idle: a request of 10 pairs (under one full batch of 16) is shared
+    // among them, each starting on its part at once, instead of one session scoring all 10
+    // while the other waits (a session back before the other has started may take a share of
+    // what is left, so 2 or more batches); the scores are those of each pair alone. One
+    // session: one batch, as before.
+    let texts = documents(10, 3);
+    let mut batches_by_sessions = Vec::new();
+    for sessions in ["2", "1"] {
+        let server = TestServer::start(&[
+            "--cache-capacity",
+            "0",
+            "--max-batch-size",
+            "16",
+            "--sessions",
+            sessions,
+            "--intra-threads",
+            "1",
+        ])
+        .await;
+        let mut alone = Vec::new();
+        for text in &texts {
+            let single = json!({"query": QUERIES[2], "documents": [text], "raw_scores": true});
+            let (status, _, body) = server.post("/v1/rerank", &single).await;
+            assert_eq!(status, 200);
+            alone.push(body["results"][0]["relevance_score"].as_f64().unwrap());
+        }
+        // Every inference thread back at the queue, waiting.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sizes_before = server.metric("te_batch_next_size_sum").await;
+        let request = json!({"query": QUERIES[2], "documents": texts, "raw_scores": true});
+        let (status, _, body) = server.post("/v1/rerank", &request).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            server.metric("te_batch_next_size_sum").await - sizes_before,
+            10.0
+        );
+        for result in body["results"].as_array().unwrap() {
+            let index = result["index"].as_u64().unwrap() as usize;
+            let score = result["relevance_score"].as_f64().unwrap();
+            assert!(
+                (score - alone[index]).abs() < 1e-5,
+                "{sessions} sessions, document {index}: {score} vs alone {}",
+                alone[index]
+            );
+        }
+        batches_by_sessions.push(body["meta"]["batches"].as_u64().unwrap());
+        server.stop().await;
+    }
+    let (two, one) = (batches_by_sessions[0], batches_by_sessions[1]);
+    assert!((2..=10).contains(&two), "2 idle sessions: {two} batches");
+    assert_eq!(one, 1, "1 session: {one} batches");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pairs_of_a_request_whose_client_left_are_dropped() {
     let server = TestServer::start(&["--cache-capacity", "0", "--max-batch-size", "4"]).await;
     // One large request occupies the single inference thread ...

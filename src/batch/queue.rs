@@ -9,7 +9,10 @@
 //! 2. the oldest item always goes in, so nothing starves;
 //! 3. the rest are taken from the oldest [`LOOKAHEAD`] batches' worth of items, in order of how
 //!    close their length is to the oldest one's (ties by age), while the padded size (longest
-//!    x count) stays within `max_batch_tokens` and the count within `max_batch_size`. Grouping
+//!    x count) stays within `max_batch_tokens` and the count within `max_batch_size`, or within
+//!    an even share of what is pending when other sessions are idle too
+//!    ([`BatcherConfig::shared`]): a request shorter than a full batch per idle session is
+//!    scored on all of them at once instead of on one while the others wait. Grouping
 //!    by length is what cuts padding, and padding is most of the gap between a naive batcher
 //!    and the hardware (see the README); keeping the choice among the oldest items keeps
 //!    requests served in the order they came, which is what admission's expected wait (queued
@@ -46,6 +49,23 @@ pub struct BatcherConfig {
     pub max_batch_size: usize,
 }
 
+impl BatcherConfig {
+    /// The limits of the batch one of `idle` idle sessions (itself included) takes from
+    /// `pending` items: at most an even share of them (rounded up), so the other idle sessions
+    /// start on the rest at once. Under load (`pending` at least a full batch per idle session,
+    /// or one idle session) the limits are unchanged.
+    pub fn shared(self, pending: usize, idle: usize) -> BatcherConfig {
+        if idle <= 1 {
+            return self;
+        }
+        let share = pending.div_ceil(idle).max(1);
+        BatcherConfig {
+            max_batch_size: self.max_batch_size.min(share),
+            ..self
+        }
+    }
+}
+
 /// One (query, document) pair waiting for its score.
 #[derive(Debug)]
 pub struct WorkItem {
@@ -74,6 +94,8 @@ pub struct Closed;
 struct State {
     items: VecDeque<WorkItem>,
     closed: bool,
+    /// Inference threads waiting for work (idle).
+    waiting: usize,
 }
 
 struct Shared {
@@ -99,6 +121,7 @@ impl Batcher {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 closed: false,
+                waiting: 0,
             }),
             wake: Condvar::new(),
             config,
@@ -233,10 +256,14 @@ impl Shared {
                 return None;
             }
             self.metrics.queue_size.set(0);
+            state.waiting += 1;
             state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.waiting -= 1;
         }
         let lengths: Vec<usize> = state.items.iter().map(|item| item.pair.len()).collect();
-        let chosen = select_batch(&lengths, self.config);
+        // This thread and the ones still waiting: each takes a share of what is pending.
+        let config = self.config.shared(lengths.len(), 1 + state.waiting);
+        let chosen = select_batch(&lengths, config);
         let mut batch = Vec::with_capacity(chosen.len());
         let mut keep = VecDeque::with_capacity(state.items.len() - chosen.len());
         let mut take = vec![false; state.items.len()];
@@ -401,6 +428,23 @@ mod tests {
     #[test]
     fn an_item_alone_over_budget_still_runs() {
         assert_eq!(select_batch(&[500, 10], config(100, 8)), vec![0]);
+    }
+
+    #[test]
+    fn idle_sessions_share_what_is_pending_and_load_keeps_full_batches() {
+        let limits = config(10_000, 16);
+        // A 10-document request on two idle sessions: five each, scored at once.
+        assert_eq!(limits.shared(10, 2).max_batch_size, 5);
+        assert_eq!(limits.shared(11, 2).max_batch_size, 6);
+        assert_eq!(limits.shared(1, 2).max_batch_size, 1);
+        // One idle session, or a full batch for each: the configured limits.
+        assert_eq!(limits.shared(10, 1), limits);
+        assert_eq!(limits.shared(40, 2), limits);
+        assert_eq!(limits.shared(0, 0), limits);
+        assert_eq!(limits.shared(0, 2).max_batch_size, 1);
+        assert_eq!(limits.shared(10, 2).max_batch_tokens, 10_000);
+        let lengths = [30; 10];
+        assert_eq!(select_batch(&lengths, limits.shared(10, 2)).len(), 5);
     }
 
     #[test]
