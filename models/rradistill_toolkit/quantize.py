@@ -200,11 +200,16 @@ def int8_rows(graph) -> list[str]:
                   helper.make_node("Mul", [out + "_f", out + "_scale"], [out], name=n.name + "_dequant")]
     graph.ClearField("node")
     graph.node.extend(nodes)
-    remaining = {i for n in graph.node for i in n.input}
-    kept = [t for t in graph.initializer if t.name in remaining]
+    drop_unread_initializers(graph)
+    return used
+
+
+def drop_unread_initializers(graph) -> None:
+    """Removes the initializers no node reads (the weights a rewrite replaced)."""
+    read = {i for n in graph.node for i in n.input}
+    kept = [t for t in graph.initializer if t.name in read]
     graph.ClearField("initializer")
     graph.initializer.extend(kept)
-    return used
 
 
 # MatMulNBits' compute precision for weight-only graphs: int8, activations quantized per row
@@ -249,6 +254,9 @@ def quantize_weights(fp32_path: str, out_path: str, block_size: int = 32,
 # SmoothQuant's migration strength: each channel's range is split evenly (square root) between
 # the activation and the weight. The paper's default; not tuned on any evaluation set.
 SMOOTHING = 0.5
+# What a rows graph is, in the export report's words.
+ROWS_REPORT = {"method": "rows", "activations": "int8, one scale per row (run time), after fixed smoothing",
+               "format": "MatMulInteger + int8 rows"}
 
 
 def weight_matmuls(graph) -> list[tuple]:
@@ -377,10 +385,7 @@ def rows_graph(model, calibration: list[dict], alpha: float = SMOOTHING, threads
     graph.ClearField("node")
     graph.node.extend(nodes)
     graph.initializer.extend(new_inits)
-    used = {i for n in graph.node for i in n.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    graph.ClearField("initializer")
-    graph.initializer.extend(kept)
+    drop_unread_initializers(graph)
     spread = [float(f.max() / f.min()) for f in factors.values()]
     return {"matmuls_int8": len(matmuls), "inputs_quantized": len(quantized), "smoothing": alpha,
             "calibration_batches": len(calibration), "smoothing_spread_max": round(max(spread), 2)}
@@ -396,8 +401,7 @@ def quantize_rows(fp32_path: str, out_path: str, calibration: list[dict], alpha:
     tables = int8_rows(model.graph)
     report = rows_graph(model, calibration, alpha)
     onnx.save(model, out_path)
-    return {"method": "rows", "activations": "int8, one scale per row (run time), after fixed smoothing",
-            "format": "MatMulInteger + int8 rows", "tables_int8": tables, "aliases_untied": aliases, **report}
+    return {**ROWS_REPORT, "tables_int8": tables, "aliases_untied": aliases, **report}
 
 
 def rows_folder(folder: str, out: str, data_dir: str, prerank: str, calibration_queries: int = 24) -> dict:
@@ -423,9 +427,7 @@ def rows_folder(folder: str, out: str, data_dir: str, prerank: str, calibration_
     model = onnx.load(os.path.join(folder, "model.onnx"))
     if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
         raise SystemExit(f"{folder}/model.onnx has no MatMulNBits: not a weight-only int8 folder")
-    report = {"method": "rows", "from": "MatMulNBits (dequantized)",
-              "activations": "int8, one scale per row (run time), after fixed smoothing",
-              "format": "MatMulInteger + int8 rows", **rows_graph(model, feeds)}
+    report = {**ROWS_REPORT, "from": "MatMulNBits (dequantized)", **rows_graph(model, feeds)}
     onnx.save(model, os.path.join(out, "model.onnx"))
     after = late.folder_scorer(out)
     report["batch_independence"] = checks.batch_independence(after, pairs[:24])
