@@ -10,6 +10,9 @@ same bars:
   (``quantize``); static int8 and fp32 pass.
 - ``agreement``: Spearman rank correlation of the final (int8) scores with fp32, over all
   pairs and per query: how much ranking quantization costs.
+- ``rewritten``: both of the last two for a graph rewritten from an exported folder's (a new
+  graph for the same weights, another int8 scheme), against the graph it came from, since
+  the fp32 graph is not kept in a folder.
 """
 
 from __future__ import annotations
@@ -47,7 +50,16 @@ def batch_independence(score: Callable[[Sequence[tuple[str, str]]], np.ndarray],
             "limit": limit, "ok": diff < limit}
 
 
-def agreement(fp32: np.ndarray, final: np.ndarray, query_of: Sequence[str]) -> dict:
+def in_batches(score: Callable[[Sequence[tuple[str, str]]], np.ndarray], pairs: Sequence[tuple[str, str]],
+               size: int = 16) -> np.ndarray:
+    """``score`` (one batch of pairs -> scores) over all ``pairs``, ``size`` at a time."""
+    return np.concatenate([score(pairs[i:i + size]) for i in range(0, len(pairs), size)])
+
+
+def agreement(fp32: np.ndarray, final: np.ndarray, query_of: Sequence[str],
+              difference_key: str = "max_abs_diff_vs_fp32") -> dict:
+    """How ``final``'s scores rank as ``fp32``'s (or another reference's) do, and their largest
+    difference under ``difference_key``."""
     per_query: dict[str, tuple[list, list]] = {}
     for q, a, b in zip(query_of, fp32, final):
         per_query.setdefault(q, ([], []))
@@ -56,5 +68,18 @@ def agreement(fp32: np.ndarray, final: np.ndarray, query_of: Sequence[str]) -> d
     return {
         "spearman_all_pairs": spearman(fp32, final),
         "spearman_mean_per_query": float(np.mean([spearman(a, b) for a, b in per_query.values()])),
-        "max_abs_diff_vs_fp32": float(np.max(np.abs(np.asarray(fp32) - np.asarray(final)))) if len(fp32) else 0.0,
+        difference_key: float(np.max(np.abs(np.asarray(fp32) - np.asarray(final)))) if len(fp32) else 0.0,
     }
+
+
+def rewritten(source_scores: np.ndarray, score: Callable[[Sequence[tuple[str, str]]], np.ndarray],
+              pairs: Sequence[tuple[str, str]], query_of: Sequence[str], what: str) -> dict:
+    """The checks of a rewritten graph (``score``) on the export's real pairs, whose scores on
+    the graph it came from are ``source_scores``: batch independence on the first 24 (exits,
+    naming ``what``, if it fails) and agreement with the source on all of them."""
+    independence = batch_independence(score, pairs[:24])
+    if not independence["ok"]:
+        raise SystemExit(f"{what}: the new graph's scores depend on the batch: {independence}")
+    agree = agreement(source_scores, in_batches(score, pairs), query_of, difference_key="max_abs_diff")
+    return {"pairs": len(pairs), "batch_independence": independence, "agreement": agree}
+

@@ -275,11 +275,6 @@ def late_check_pairs(data_dir, prerank) -> tuple[list[tuple[str, str]], list[str
     return pairs, [q for q, _ in pairs]
 
 
-def in_batches(score, pairs, size: int = 16) -> np.ndarray:
-    """``score`` (one batch of pairs -> scores) over all ``pairs``, ``size`` at a time."""
-    return np.concatenate([score(pairs[i:i + size]) for i in range(0, len(pairs), size)])
-
-
 def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str, prerank: str, labels: str | None,
                 name: str, version: str, threads: int = 2, variants: bool = False,
                 calibration_queries: int = 24) -> dict:
@@ -338,7 +333,7 @@ def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str
     onnx.checker.check_model(fp32)
     pairs, qof = late_check_pairs(data_dir, prerank)
     with torch.no_grad():
-        ref = in_batches(lambda ps: scorer(**{k: torch.from_numpy(v) for k, v in late.feed_numpy(tok, ps).items()})
+        ref = checks.in_batches(lambda ps: scorer(**{k: torch.from_numpy(v) for k, v in late.feed_numpy(tok, ps).items()})
                          .numpy(), pairs)
 
     # 4. int8: the served method and, for the record (``--variants``), dynamic int8 beside it.
@@ -368,7 +363,7 @@ def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str
     for label, path in graphs.items():
         shutil.copyfile(path, os.path.join(out_dir, "model.onnx"))
         fn = late.folder_scorer(out_dir, threads)
-        scored[label] = in_batches(fn, pairs)
+        scored[label] = checks.in_batches(fn, pairs)
         entry = {"size_mb": quantize.size_mb(path),
                  "batch_independence": checks.batch_independence(fn, pairs[:24])}
         if label != "fp32":
@@ -422,16 +417,12 @@ def regraph_late(previous_dir: str, out_dir: str, version: str, data_dir: str, p
 
     pairs, qof = late_check_pairs(data_dir, prerank)
     before, after = late.folder_scorer(previous_dir, threads), late.folder_scorer(out_dir, threads)
-    scored = [in_batches(fn, pairs) for fn in (before, after)]
-    bi = checks.batch_independence(after, pairs[:24])
-    if not bi["ok"]:
-        raise SystemExit(f"regraph: the new graph's scores depend on the batch: {bi}")
+    checked = checks.rewritten(checks.in_batches(before, pairs), after, pairs, qof, "regraph")
     report = json.load(open(os.path.join(out_dir, "export_report.json")))
-    agree = checks.agreement(scored[0], scored[1], qof)
-    agree["max_abs_diff"] = agree.pop("max_abs_diff_vs_fp32")  # here against the previous graph
     report["regraph"] = {"from": previous, "accuracy_level": level["accuracy_level"],
                          "matmulnbits": level["matmulnbits"], "simplified": simplified,
-                         "pairs": len(pairs), "batch_independence": bi, "agreement_with_previous": agree}
+                         "pairs": checked["pairs"], "batch_independence": checked["batch_independence"],
+                         "agreement_with_previous": checked["agreement"]}
     write_late_reference(out_dir)
     write_json(os.path.join(out_dir, "export_report.json"), report)
     print(f"regraph: {previous} -> {out_dir} ({version}): {report['regraph']}", file=sys.stderr)

@@ -414,28 +414,26 @@ def rows_folder(folder: str, out: str, data_dir: str, prerank: str, calibration_
 
     from . import checks
     from .common import write_json
-    from .export import calibration_pairs, in_batches, late_check_pairs, write_late_reference
+    from .export import calibration_pairs, late_check_pairs, write_late_reference
     from .students import late
 
+    model = onnx.load(os.path.join(folder, "model.onnx"))
+    if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
+        raise SystemExit(f"{folder}/model.onnx has no MatMulNBits: not a weight-only int8 folder "
+                         "(rows rewrites what `export --quantization weights` writes)")
     before = late.folder_scorer(folder)
     feeds = [late.feed_numpy(before.tokenizer, [(q, d) for d in docs[:8]])
              for _, q, docs in calibration_pairs(data_dir, prerank, calibration_queries) if len(docs) >= 8]
     pairs, query_of = late_check_pairs(data_dir, prerank)
-    scored_before = in_batches(before, pairs)  # before the folder may be rewritten in place
+    scored_before = checks.in_batches(before, pairs)  # before the folder may be rewritten in place
     if os.path.abspath(folder) != os.path.abspath(out):
         shutil.copytree(folder, out, dirs_exist_ok=True)
-    model = onnx.load(os.path.join(folder, "model.onnx"))
-    if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
-        raise SystemExit(f"{folder}/model.onnx has no MatMulNBits: not a weight-only int8 folder")
     report = {**ROWS_REPORT, "from": "MatMulNBits (dequantized)", **rows_graph(model, feeds)}
     onnx.save(model, os.path.join(out, "model.onnx"))
     after = late.folder_scorer(out)
-    report["batch_independence"] = checks.batch_independence(after, pairs[:24])
-    if not report["batch_independence"]["ok"]:
-        raise SystemExit(f"rows: the new graph's scores depend on the batch: {report['batch_independence']}")
-    agree = checks.agreement(scored_before, in_batches(after, pairs), query_of)
-    agree["max_abs_diff"] = agree.pop("max_abs_diff_vs_fp32")  # here against the source folder's graph
-    report["agreement_with_source"] = {"pairs": len(pairs), **agree}
+    checked = checks.rewritten(scored_before, after, pairs, query_of, "rows")
+    report["batch_independence"] = checked["batch_independence"]
+    report["agreement_with_source"] = {"pairs": checked["pairs"], **checked["agreement"]}
     manifest_path = os.path.join(out, "manifest.json")
     manifest = json.load(open(manifest_path))
     manifest["precision"] = "int8 (rows)"

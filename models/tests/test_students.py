@@ -453,6 +453,36 @@ def test_rows_command_rewrites_a_weight_only_folder_checked_on_real_pairs(tiny_p
                                  str(tiny_pipeline / "prerank.jsonl"))
     assert again["agreement_with_source"] == report["agreement_with_source"]
     assert again["agreement_with_source"]["max_abs_diff"] > 0
+    # A folder that is not weight-only (here the rows copy itself) is refused before anything
+    # is written: no half-made output, the source untouched.
+    before = (out / "model.onnx").read_bytes()
+    with pytest.raises(SystemExit, match="no MatMulNBits"):
+        quantize.rows_folder(str(out), str(tmp_path / "again"), str(tiny_pipeline / "data"),
+                             str(tiny_pipeline / "prerank.jsonl"))
+    assert not (tmp_path / "again").exists() and (out / "model.onnx").read_bytes() == before
+
+
+def test_a_rewritten_graph_whose_scores_depend_on_the_batch_is_refused(tmp_path):
+    """``checks.rewritten``, shared by ``quantize rows`` and ``export --regraph``: a graph
+    whose scores move with their batch neighbours stops the rewrite, saying which one; one
+    that does not is checked for agreement with its source on every pair."""
+    from rradistill_toolkit import checks
+    from rradistill_toolkit.common import MODELS_DIR
+    from rradistill_toolkit.export import REFERENCE_PAIRS
+    from rradistill_toolkit.students import late
+
+    score = late.folder_scorer(str(MODELS_DIR / "rra-bert-m"))
+    pairs = list(REFERENCE_PAIRS)
+    query_of = [q for q, _ in pairs]
+    source = checks.in_batches(score, pairs)
+    checked = checks.rewritten(source, score, pairs, query_of, "rows")
+    assert checked["batch_independence"]["ok"] and checked["agreement"]["max_abs_diff"] < 1e-3, checked
+
+    def crowded(batch):  # each score moved by how many neighbours it has
+        return score(batch) + 0.01 * len(batch)
+
+    with pytest.raises(SystemExit, match="rows: the new graph's scores depend on the batch"):
+        checks.rewritten(source, crowded, pairs, query_of, "rows")
 
 
 def test_simplify_command_refuses_to_rewrite_its_own_reference(tmp_path):
