@@ -209,6 +209,8 @@ class Record:
     queue_ms: float | None = None
     inference_ms: float | None = None
     batches: int | None = None
+    # A refused request's reason as the service gave it (the error's `message`).
+    detail: str | None = None
 
 
 @dataclass
@@ -241,6 +243,11 @@ async def _send(session: aiohttp.ClientSession, url: str, body: bytes) -> dict:
             out.update(tokens=meta.get("input_tokens", 0), pairs=meta.get("documents", 0),
                        **{k: meta.get(k) for k in ("total_ms", "tokenization_ms", "queue_ms", "inference_ms",
                                                    "batches")})
+        elif resp.status == 429:
+            try:
+                out["detail"] = json.loads(data).get("message")
+            except (ValueError, AttributeError):
+                out["detail"] = data[:200].decode(errors="replace")
         return out
 
 

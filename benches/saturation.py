@@ -6,7 +6,8 @@ this times what a client gets (HTTP, tokenization, batching across requests, the
 own sessions and threads). The machines are shared and noisy, so models alternate: each
 round starts the binary once per model (the order rotating each round) and runs the same
 closed loop of `--concurrency` clients for `--seconds` after a 3 s warm-up; each model's
-figure is its median over rounds, and ratios divide by the first `--model`.
+figure is its median over rounds, and ratios divide by the first `--model`. The service's
+peak RSS in each saturated run is reported beside it (memory is a cost of a build too).
 
 Requests are loadgen's mix (`--documents` per request, 16 distinct requests cycled); the
 service admits everything (no wait target), with the response cache off.
@@ -39,8 +40,8 @@ async def one_round(args, name: str, folder: str, bodies: list[bytes]) -> dict:
         summary_exit = server.stop()
     if summary["ok"] == 0 or summary["errors_other"] or summary["refused_429"]:
         raise SystemExit(f"{name}: the saturated run was not clean: {summary}")
-    print(f"  {name}: {summary['accepted_pairs_per_s']:.1f} pairs/s, p50 {summary['ok_p50_ms']} ms "
-          f"(exit {summary_exit})", flush=True)
+    print(f"  {name}: {summary['accepted_pairs_per_s']:.1f} pairs/s, p50 {summary['ok_p50_ms']} ms, "
+          f"peak RSS {summary['rss_max_mib']} MiB (exit {summary_exit})", flush=True)
     return summary
 
 
@@ -65,6 +66,8 @@ async def main_async(args) -> dict:
         "ratio_to_reference": {n: round(v / pairs[ref], 3) for n, v in pairs.items()},
         "per_round_pairs_per_s": {n: [round(s["accepted_pairs_per_s"], 2) for s in v] for n, v in rounds.items()},
         "per_round_p50_ms": {n: [s["ok_p50_ms"] for s in v] for n, v in rounds.items()},
+        "peak_rss_mib": {n: statistics.median(s["rss_max_mib"] for s in v) for n, v in rounds.items()},
+        "per_round_peak_rss_mib": {n: [s["rss_max_mib"] for s in v] for n, v in rounds.items()},
     }
 
 
@@ -84,7 +87,8 @@ def main() -> None:
     args.binaries, args.default_bin = dict(b.split("=", 1) for b in args.binary), args.bin
     result = asyncio.run(main_async(args))
     print("pairs/s, median over rounds: " + ", ".join(
-        f"{n} {v} ({result['ratio_to_reference'][n]}x, p50 {result['p50_ms'][n]} ms)"
+        f"{n} {v} ({result['ratio_to_reference'][n]}x, p50 {result['p50_ms'][n]} ms, "
+        f"peak RSS {result['peak_rss_mib'][n]} MiB)"
         for n, v in result["pairs_per_s"].items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,9 @@
 3. Reports refusals (429; target: at most 0.1% of requests), errors (anything but 200 and
    429; target 0), the service's RSS at the end of the warm-up (`--warmup-seconds`, 60; the
    baseline) and at the end, the growth in % (target < 5%), and per `--window`-second
-   window: requests, 429s, errors, p50/p99 of the 200s, RSS.
+   window: requests, 429s, errors, p50/p99 of the 200s, RSS; in the JSON, each refusal (when,
+   and the service's reason) and admission's state once a second (its wait correction and
+   the throughput it divides the queue by), to tell a learning start from a steady tail.
 
 Exits 1 if the service crashed or any request failed with anything but 429; the refusal and
 memory targets are reported, not enforced (figures to read on a shared machine, see
@@ -99,6 +101,9 @@ async def main() -> int:
         "refused_upper_95_pct": refused_upper_pct, "errors": errors,
         "rss_start_mib": rss_start, "rss_warmup_mib": rss_warm, "rss_end_mib": rss_last,
         "rss_growth_pct": growth, "rss_samples": phase.rss, "windows": windows,
+        "refusals": [{"t_s": round(r.t, 1), "detail": r.detail} for r in phase.records if r.status == 429],
+        "admission_samples": [[round(x.t, 1), x.correction, None if x.throughput is None else round(x.throughput)]
+                              for x in phase.samples],
         "service_exit": code, "crashed": crashed,
     }
     if args.json:
