@@ -74,6 +74,12 @@ pub struct Config {
     #[arg(long, env = "MAX_BATCH_SIZE", default_value_t = 16)]
     pub max_batch_size: usize,
 
+    /// The most of a batch's padded tokens that may be padding, 0 to 1 (the oldest pair always
+    /// goes in). Default: 0.1 for a model on CPU, where a pair costs its padded tokens whatever
+    /// the batch size; no limit on a GPU.
+    #[arg(long, env = "MAX_BATCH_PADDING")]
+    pub max_batch_padding: Option<f64>,
+
     /// Admission's wait target, in milliseconds: a request is refused with 429 when the work
     /// queued ahead of it is expected to take longer than this to clear (queued tokens over
     /// the throughput the model is measured to sustain). An empty queue admits any request.
@@ -194,6 +200,7 @@ impl Config {
                 batch: BatcherConfig {
                     max_batch_tokens: self.max_batch_tokens,
                     max_batch_size: self.max_batch_size,
+                    max_batch_padding: self.max_batch_padding,
                 },
                 max_concurrent_requests: self.max_concurrent_requests,
                 max_queue_tokens: self.max_queue_tokens,
@@ -236,6 +243,10 @@ impl Config {
         }
         if self.request_timeout_ms == 0 {
             return Err("--request-timeout-ms must be at least 1".into());
+        }
+        if let Some(padding) = self.max_batch_padding {
+            crate::batch::check_padding(padding)
+                .map_err(|why| format!("--max-batch-padding {why}"))?;
         }
         crate::batch::admission::check_spread(self.queue_wait_spread)
             .map_err(|why| format!("--queue-wait-spread {why}"))?;

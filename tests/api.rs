@@ -657,6 +657,11 @@ async fn operational_endpoints() {
     assert_eq!(model["kind"], "encoder");
     assert_eq!(model["execution_provider"], "cpu");
     assert_eq!(model["max_sequence_length"], 128);
+    // On CPU a batch carries at most a tenth of padding unless told otherwise.
+    assert_eq!(
+        info["models"][0]["batching"]["max_batch_padding"],
+        rradistill::batch::queue::CPU_PADDING
+    );
     // Where ONNX Runtime ran the nodes, from its own profile of a batch at load: on CPU,
     // every kernel, and nothing named as fallen back. (That the profile file is gone is
     // checked in tests/startup.rs, where no other test loads a model at the same time.)

@@ -105,6 +105,9 @@ async fn a_short_request_on_idle_sessions_is_split_among_them() {
             sessions,
             "--intra-threads",
             "1",
+            // Any padding: this is about sharing, not about which lengths share a batch.
+            "--max-batch-padding",
+            "1",
         ])
         .await;
         let mut alone = Vec::new();
@@ -139,6 +142,58 @@ async fn a_short_request_on_idle_sessions_is_split_among_them() {
     let (two, one) = (batches_by_sessions[0], batches_by_sessions[1]);
     assert!((2..=10).contains(&two), "2 idle sessions: {two} batches");
     assert_eq!(one, 1, "1 session: {one} batches");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_padding_limit_splits_a_request_by_length_and_keeps_its_scores() {
+    // One session, one request of documents from 1 to 23 sentences long. With any padding
+    // allowed it is one batch; with none, only documents of one length share a batch: more
+    // batches, none of them padded, and every score the same.
+    let texts = documents(12, 5);
+    let mut runs = Vec::new();
+    for padding in ["1", "0"] {
+        let server = TestServer::start(&[
+            "--cache-capacity",
+            "0",
+            "--max-batch-size",
+            "16",
+            "--sessions",
+            "1",
+            "--intra-threads",
+            "1",
+            "--max-batch-padding",
+            padding,
+        ])
+        .await;
+        let (status, info) = server.get_text("/info").await;
+        assert_eq!(status, 200);
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+        assert_eq!(
+            info["models"][0]["batching"]["max_batch_padding"].as_f64(),
+            Some(padding.parse().unwrap())
+        );
+        let padded_before = server.metric("rradistill_batch_padding_ratio_sum").await;
+        let request = json!({"query": QUERIES[1], "documents": texts, "raw_scores": true});
+        let (status, _, body) = server.post("/v1/rerank", &request).await;
+        assert_eq!(status, 200, "{body}");
+        let padded = server.metric("rradistill_batch_padding_ratio_sum").await - padded_before;
+        let mut scores = vec![0.0; texts.len()];
+        for result in body["results"].as_array().unwrap() {
+            scores[result["index"].as_u64().unwrap() as usize] =
+                result["relevance_score"].as_f64().unwrap();
+        }
+        runs.push((body["meta"]["batches"].as_u64().unwrap(), padded, scores));
+        server.stop().await;
+    }
+    let ((any_batches, any_padding, any_scores), (none_batches, none_padding, none_scores)) =
+        (&runs[0], &runs[1]);
+    assert_eq!(*any_batches, 1);
+    assert!(*any_padding > 0.0, "mixed lengths in one batch pad");
+    assert!(*none_batches > 1, "{none_batches} batches");
+    assert_eq!(*none_padding, 0.0);
+    for (index, (a, b)) in any_scores.iter().zip(none_scores).enumerate() {
+        assert!((a - b).abs() < 1e-5, "document {index}: {a} vs {b}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

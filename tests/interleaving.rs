@@ -60,6 +60,7 @@ proptest! {
         order_seed in prop::collection::vec(any::<u16>(), 0..200),
         max_batch_size in 1usize..24,
         max_batch_tokens in 128usize..2048,
+        max_batch_padding in prop::option::of(0.0f64..=1.0),
         sessions in 1usize..=2,
     ) {
         let ranker = ranker(sessions);
@@ -81,7 +82,7 @@ proptest! {
             let (a, b) = (i % order.len(), *s as usize % order.len());
             order.swap(a, b);
         }
-        let batcher = Batcher::start(ranker.clone(), BatcherConfig { max_batch_tokens, max_batch_size }, Metrics::new().for_model("prop"));
+        let batcher = Batcher::start(ranker.clone(), BatcherConfig { max_batch_tokens, max_batch_size, max_batch_padding }, Metrics::new().for_model("prop"));
         let channels: Vec<_> = requests.iter().map(|_| mpsc::unbounded_channel()).collect();
         let mut chunk = Vec::new();
         for (k, &p) in order.iter().enumerate() {

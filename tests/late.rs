@@ -203,6 +203,7 @@ fn the_batcher_puts_several_requests_queries_in_one_batch_without_moving_a_score
         BatcherConfig {
             max_batch_tokens: 1 << 20,
             max_batch_size: 64,
+            max_batch_padding: None,
         },
         Metrics::new().for_model("late"),
     );

@@ -204,7 +204,7 @@ fn the_binary_exits_non_zero_on_a_broken_model() {
 }
 
 #[test]
-fn a_wait_spread_out_of_range_is_refused_by_the_flag_and_by_the_models_file() {
+fn a_wait_spread_or_batch_padding_out_of_range_is_refused_by_the_flag_and_by_the_models_file() {
     let run = |args: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_rradistill"))
             .args(["--port", "0", "--grpc-port", "0", "--host", "127.0.0.1"])
@@ -240,6 +240,32 @@ fn a_wait_spread_out_of_range_is_refused_by_the_flag_and_by_the_models_file() {
     let stderr = run(&["--models-file", models.to_str().unwrap()]);
     assert!(
         stderr.contains("queue_wait_spread must be a number from 0 to 10")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    // The padding a batch may carry is a share of it, by flag or by model.
+    let stderr = run(&[
+        "--model-dir",
+        dir.to_str().unwrap(),
+        "--max-batch-padding",
+        "1.5",
+    ]);
+    assert!(
+        stderr.contains("--max-batch-padding must be a share of the batch from 0 to 1")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &models,
+        format!(
+            "[[model]]\npath = \"{}\"\nmax_batch_padding = -0.2\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let stderr = run(&["--models-file", models.to_str().unwrap()]);
+    assert!(
+        stderr.contains("max_batch_padding must be a share of the batch from 0 to 1")
             && !stderr.contains("panicked"),
         "{stderr}"
     );

@@ -57,6 +57,9 @@ pub struct BatchingInfo {
     pub max_batch_tokens: usize,
     /// Most pairs in one batch.
     pub max_batch_size: usize,
+    /// The most of a batch's padded tokens that may be padding (absent: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_padding: Option<f64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -145,6 +148,7 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoBody> {
                 batching: BatchingInfo {
                     max_batch_tokens: batch.max_batch_tokens,
                     max_batch_size: batch.max_batch_size,
+                    max_batch_padding: batch.max_batch_padding,
                 },
                 queue: QueueInfo {
                     pairs_waiting: m.batcher.queue_len(),

@@ -512,6 +512,7 @@ mod tests {
     const BATCH: BatcherConfig = BatcherConfig {
         max_batch_tokens: 16384,
         max_batch_size: 16,
+        max_batch_padding: None,
     };
 
     fn admission(
@@ -842,6 +843,7 @@ mod tests {
         let small = BatcherConfig {
             max_batch_tokens: 1200,
             max_batch_size: 16,
+            max_batch_padding: None,
         };
         assert!(close(
             secs(on_sessions(2, small).predicted(5000, 1000, 10)),

@@ -11,5 +11,5 @@ pub mod queue;
 pub mod throughput;
 
 pub use admission::{Admission, AdmissionError, AdmissionLimits, Entry};
-pub use queue::{Batcher, BatcherConfig, ItemOutcome, WorkItem};
+pub use queue::{check_padding, default_padding, Batcher, BatcherConfig, ItemOutcome, WorkItem};
 pub use throughput::Throughput;

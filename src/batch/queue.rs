@@ -9,7 +9,9 @@
 //! 2. the oldest item always goes in, so nothing starves;
 //! 3. the rest are taken from the oldest [`LOOKAHEAD`] batches' worth of items, in order of how
 //!    close their length is to the oldest one's (ties by age), while the padded size (longest
-//!    x count) stays within `max_batch_tokens` and the count within `max_batch_size`, or within
+//!    x count) stays within `max_batch_tokens`, the padding within `max_batch_padding` of it
+//!    (on CPU a tenth by default: there a pair costs its padded tokens whatever the batch
+//!    size, so padding is pure loss), and the count within `max_batch_size`, or within
 //!    an even share of what is pending when other sessions are idle too
 //!    ([`BatcherConfig::shared`]): a request shorter than a full batch per idle session is
 //!    scored on all of them at once instead of on one while the others wait. Grouping
@@ -41,12 +43,43 @@ use super::throughput::Throughput;
 use crate::metrics::ModelMetrics;
 use crate::model::{PreparedPair, RankError, Ranker, Truncation};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatcherConfig {
     /// Most tokens in one batch, padding included.
     pub max_batch_tokens: usize,
     /// Most pairs in one batch.
     pub max_batch_size: usize,
+    /// The most of a batch's padded tokens that may be padding, from 0 to 1: the oldest item
+    /// always goes in, the others only while the batch stays within it. None: the default for
+    /// where the model runs ([`default_padding`]), settled when it is served; [`select_batch`]
+    /// reads None as no limit.
+    pub max_batch_padding: Option<f64>,
+}
+
+/// The padding a batch may carry on CPU by default. There a pair costs the same alone as in
+/// a batch of 16 (58-61 ms on rra-bert-m, one thread, its pairs sorted by length) and the
+/// cost follows the padded tokens, so padding is all loss: the loadgen mix's 10-document
+/// requests batched whole cost 79 ms a pair. A little is allowed so a request's documents of
+/// nearly one length still share their query's tower (benches/README.md, "Batches that carry
+/// little padding").
+pub const CPU_PADDING: f64 = 0.1;
+
+/// The padding a model's batches may carry where the `provider` it runs on (`cpu`, `cuda`,
+/// `tensorrt`) says: [`CPU_PADDING`] on CPU; none set on a GPU, where a batch's cost is
+/// mostly per batch, not per token, until the GPU is full.
+pub fn default_padding(provider: &str) -> Option<f64> {
+    (provider == "cpu").then_some(CPU_PADDING)
+}
+
+/// Why `padding` cannot be a batch's padding limit, if it cannot.
+pub fn check_padding(padding: f64) -> Result<(), String> {
+    if padding.is_finite() && (0.0..=1.0).contains(&padding) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a share of the batch from 0 to 1 (0.1: a tenth may be padding), not {padding}"
+        ))
+    }
 }
 
 impl BatcherConfig {
@@ -367,16 +400,23 @@ pub fn select_batch(lengths: &[usize], config: BatcherConfig) -> Vec<usize> {
         .min(config.max_batch_size.saturating_mul(LOOKAHEAD).max(1));
     let mut order: Vec<usize> = (1..window).collect();
     order.sort_by_key(|&i| (lengths[i].abs_diff(anchor), i));
+    let padding = config.max_batch_padding.unwrap_or(1.0);
     let mut chosen = vec![0];
     let mut width = anchor;
+    let mut real = anchor;
     for i in order {
         if chosen.len() >= config.max_batch_size {
             break;
         }
         let candidate_width = width.max(lengths[i]);
-        if candidate_width * (chosen.len() + 1) <= config.max_batch_tokens {
+        let padded = candidate_width * (chosen.len() + 1);
+        let candidate_real = real + lengths[i];
+        if padded <= config.max_batch_tokens
+            && (padded - candidate_real) as f64 <= padding * padded as f64
+        {
             chosen.push(i);
             width = candidate_width;
+            real = candidate_real;
         }
     }
     chosen
@@ -388,6 +428,7 @@ mod tests {
 
     fn config(max_batch_tokens: usize, max_batch_size: usize) -> BatcherConfig {
         BatcherConfig {
+            max_batch_padding: None,
             max_batch_tokens,
             max_batch_size,
         }
@@ -445,6 +486,43 @@ mod tests {
         assert_eq!(limits.shared(10, 2).max_batch_tokens, 10_000);
         let lengths = [30; 10];
         assert_eq!(select_batch(&lengths, limits.shared(10, 2)).len(), 5);
+    }
+
+    #[test]
+    fn a_padding_limit_keeps_out_the_pairs_that_would_mostly_pad() {
+        // One request's documents, oldest first: 100 tokens, then its neighbours by length.
+        let lengths = [100, 60, 95, 140, 104, 98, 30];
+        let unlimited = config(10_000, 16);
+        assert_eq!(select_batch(&lengths, unlimited).len(), 7);
+        let tenth = BatcherConfig {
+            max_batch_padding: Some(0.1),
+            ..unlimited
+        };
+        let chosen = select_batch(&lengths, tenth);
+        // 100, 98, 104, 95 pad 19 of 416 tokens; 140 or 60 would take it past a tenth.
+        assert_eq!(chosen, vec![0, 5, 4, 2]);
+        let width = chosen.iter().map(|&i| lengths[i]).max().unwrap();
+        let real: usize = chosen.iter().map(|&i| lengths[i]).sum();
+        assert!((width * chosen.len() - real) as f64 <= 0.1 * (width * chosen.len()) as f64);
+        // None means none: only equal lengths share a batch, and the oldest still goes first.
+        let none = BatcherConfig {
+            max_batch_padding: Some(0.0),
+            ..unlimited
+        };
+        assert_eq!(select_batch(&[50, 49, 50, 51, 50], none), vec![0, 2, 4]);
+        assert_eq!(select_batch(&[300, 10], none), vec![0]);
+    }
+
+    #[test]
+    fn cpu_models_limit_padding_by_default_and_gpu_models_do_not() {
+        assert_eq!(default_padding("cpu"), Some(CPU_PADDING));
+        assert_eq!(default_padding("cuda"), None);
+        assert_eq!(default_padding("tensorrt"), None);
+        assert!(check_padding(0.0).is_ok() && check_padding(1.0).is_ok());
+        for bad in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
+            let why = check_padding(bad).unwrap_err();
+            assert!(why.contains("from 0 to 1"), "{why}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! intra_threads = 1
 //! max_batch_tokens = 16384
 //! max_batch_size = 16
+//! max_batch_padding = 0.1            # share of a batch that may be padding (CPU default)
 //! max_queue_tokens = 262144
 //! max_concurrent_requests = 512
 //! max_queue_wait_ms = 2000
@@ -79,6 +80,8 @@ pub struct ModelEntry {
     pub max_batch_tokens: Option<usize>,
     #[serde(default)]
     pub max_batch_size: Option<usize>,
+    #[serde(default)]
+    pub max_batch_padding: Option<f64>,
     #[serde(default)]
     pub max_queue_tokens: Option<usize>,
     #[serde(default)]
@@ -156,6 +159,7 @@ impl Catalog {
                 intra_threads: None,
                 max_batch_tokens: None,
                 max_batch_size: None,
+                max_batch_padding: None,
                 max_queue_tokens: None,
                 max_concurrent_requests: None,
                 max_queue_wait_ms: None,
@@ -210,6 +214,14 @@ impl Catalog {
                 crate::batch::admission::check_spread(spread).map_err(|why| {
                     anyhow::anyhow!(
                         "model at `{}`: queue_wait_spread {why}",
+                        model.path.display()
+                    )
+                })?;
+            }
+            if let Some(padding) = model.max_batch_padding {
+                crate::batch::check_padding(padding).map_err(|why| {
+                    anyhow::anyhow!(
+                        "model at `{}`: max_batch_padding {why}",
                         model.path.display()
                     )
                 })?;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::catalog::{Catalog, ExperimentEntry, ModelEntry, ShadowEntry};
-use crate::batch::{Admission, AdmissionLimits, Batcher, BatcherConfig};
+use crate::batch::{default_padding, Admission, AdmissionLimits, Batcher, BatcherConfig};
 use crate::metrics::Metrics;
 use crate::model::graph::SessionOptions;
 use crate::model::student::StudentRanker;
@@ -80,6 +80,7 @@ impl ModelSettings {
                 batch: BatcherConfig {
                     max_batch_tokens: entry.max_batch_tokens.unwrap_or(d.batch.max_batch_tokens),
                     max_batch_size: entry.max_batch_size.unwrap_or(d.batch.max_batch_size),
+                    max_batch_padding: entry.max_batch_padding.or(d.batch.max_batch_padding),
                 },
                 max_concurrent_requests: entry
                     .max_concurrent_requests
@@ -272,6 +273,11 @@ impl Registry {
             // A full-window pair must always fit in a batch of its own.
             max_batch_tokens: limits.batch.max_batch_tokens.max(window),
             max_batch_size: limits.batch.max_batch_size,
+            // Settled now that where the model runs is known (CPU after a GPU fallback too).
+            max_batch_padding: limits
+                .batch
+                .max_batch_padding
+                .or_else(|| default_padding(&descriptor.execution_provider)),
         };
         let batcher = Batcher::start(ranker.clone(), batch, metrics.for_model(&descriptor.name));
         let admission = Admission::new(

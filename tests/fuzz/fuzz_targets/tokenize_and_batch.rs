@@ -142,7 +142,7 @@ fuzz_target!(|data: &[u8]| {
             Err(error) => assert!(!truncation.enabled, "truncation enabled yet refused: {error}"),
         }
     }
-    let config = BatcherConfig { max_batch_tokens: window.max(settings[2] as usize * 8), max_batch_size: settings[3] as usize % 16 + 1 };
+    let config = BatcherConfig { max_batch_tokens: window.max(settings[2] as usize * 8), max_batch_size: settings[3] as usize % 16 + 1, max_batch_padding: (settings[3] >= 128).then(|| f64::from(settings[2]) / 255.0) };
     let chosen = select_batch(&lengths, config);
     if lengths.is_empty() {
         assert!(chosen.is_empty());
@@ -156,6 +156,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(seen.len(), chosen.len(), "an item chosen twice");
     let width = chosen.iter().map(|&i| lengths[i]).max().unwrap();
     assert!(chosen.len() == 1 || width * chosen.len() <= config.max_batch_tokens);
+    if let Some(limit) = config.max_batch_padding {
+        let real: usize = chosen.iter().map(|&i| lengths[i]).sum();
+        let padded = width * chosen.len();
+        assert!(chosen.len() == 1 || (padded - real) as f64 <= limit * padded as f64, "padding over {limit}");
+    }
     if late {
         let batch: Vec<&PreparedPair> = chosen.iter().map(|&i| &pairs[i]).collect();
         check_tower_layout(&batch);
