@@ -57,11 +57,11 @@ pub struct BatcherConfig {
 }
 
 /// The padding a batch may carry on CPU by default. There a pair costs the same alone as in
-/// a batch of 16 (58-61 ms on rra-bert-m, one thread, its pairs sorted by length) and the
-/// cost follows the padded tokens, so padding is all loss: the loadgen mix's 10-document
-/// requests batched whole cost 79 ms a pair. A little is allowed so a request's documents of
+/// a batch of 16 sorted by length (rra-bert-m, one thread: 0.98-0.99x) and the cost follows
+/// the padded tokens, so padding is all loss: the loadgen mix's 10-document requests batched
+/// whole (27% padding) cost 1.29x a pair. A little is allowed so a request's documents of
 /// nearly one length still share their query's tower (benches/README.md, "Batches that carry
-/// little padding").
+/// little padding"; `benches/padding.py`).
 pub const CPU_PADDING: f64 = 0.1;
 
 /// The padding a model's batches may carry where the `provider` it runs on (`cpu`, `cuda`,
