@@ -86,6 +86,24 @@ async fn scores_are_the_same_alone_or_batched_with_other_requests() {
     server.stop().await;
 }
 
+/// A server without a cache, batches of up to 16 pairs on `sessions` single-threaded
+/// sessions, with at most `padding` of a batch padding.
+async fn batches_of_16(sessions: &str, padding: &str) -> TestServer {
+    TestServer::start(&[
+        "--cache-capacity",
+        "0",
+        "--max-batch-size",
+        "16",
+        "--sessions",
+        sessions,
+        "--intra-threads",
+        "1",
+        "--max-batch-padding",
+        padding,
+    ])
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_request_on_idle_sessions_is_split_among_them() {
     // Two sessions, both idle: a request of 10 pairs (under one full batch of 16) is shared
@@ -96,20 +114,8 @@ async fn a_short_request_on_idle_sessions_is_split_among_them() {
     let texts = documents(10, 3);
     let mut batches_by_sessions = Vec::new();
     for sessions in ["2", "1"] {
-        let server = TestServer::start(&[
-            "--cache-capacity",
-            "0",
-            "--max-batch-size",
-            "16",
-            "--sessions",
-            sessions,
-            "--intra-threads",
-            "1",
-            // Any padding: this is about sharing, not about which lengths share a batch.
-            "--max-batch-padding",
-            "1",
-        ])
-        .await;
+        // Any padding: this is about sharing, not about which lengths share a batch.
+        let server = batches_of_16(sessions, "1").await;
         let mut alone = Vec::new();
         for text in &texts {
             let single = json!({"query": QUERIES[2], "documents": [text], "raw_scores": true});
@@ -152,19 +158,7 @@ async fn a_padding_limit_splits_a_request_by_length_and_keeps_its_scores() {
     let texts = documents(12, 5);
     let mut runs = Vec::new();
     for padding in ["1", "0"] {
-        let server = TestServer::start(&[
-            "--cache-capacity",
-            "0",
-            "--max-batch-size",
-            "16",
-            "--sessions",
-            "1",
-            "--intra-threads",
-            "1",
-            "--max-batch-padding",
-            padding,
-        ])
-        .await;
+        let server = batches_of_16("1", padding).await;
         let (status, info) = server.get_text("/info").await;
         assert_eq!(status, 200);
         let info: serde_json::Value = serde_json::from_str(&info).unwrap();
