@@ -168,6 +168,10 @@ async fn info_health_and_reflection() {
     assert_eq!(info.default_model, "encoder-mini-fixture");
     assert_eq!(info.models[0].max_sequence_length, 128);
     assert_eq!(info.models[0].execution_provider, "cpu");
+    assert_eq!(
+        info.models[0].max_batch_padding,
+        Some(rradistill::batch::queue::CPU_PADDING)
+    );
     assert_eq!(info.max_documents, 1000);
 
     use tonic_health::pb::health_check_response::ServingStatus;

@@ -274,6 +274,7 @@ impl Rerank for GrpcRerank {
                     max_batch_tokens: batch.max_batch_tokens as u32,
                     max_batch_size: batch.max_batch_size as u32,
                     max_queue_tokens: m.admission.max_tokens() as u64,
+                    max_batch_padding: batch.max_batch_padding,
                 }
             })
             .collect();
