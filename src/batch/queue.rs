@@ -504,7 +504,7 @@ mod tests {
         let width = chosen.iter().map(|&i| lengths[i]).max().unwrap();
         let real: usize = chosen.iter().map(|&i| lengths[i]).sum();
         assert!((width * chosen.len() - real) as f64 <= 0.1 * (width * chosen.len()) as f64);
-        // None means none: only equal lengths share a batch, and the oldest still goes first.
+        // A limit of 0: only equal lengths share a batch, and the oldest still goes first.
         let none = BatcherConfig {
             max_batch_padding: Some(0.0),
             ..unlimited
