@@ -217,56 +217,41 @@ fn a_wait_spread_or_batch_padding_out_of_range_is_refused_by_the_flag_and_by_the
     };
     let dir = scratch("spread");
     copy_fixture(&dir);
-    let stderr = run(&[
-        "--model-dir",
-        dir.to_str().unwrap(),
-        "--queue-wait-spread",
-        "11",
-    ]);
-    assert!(
-        stderr.contains("--queue-wait-spread must be a number from 0 to 10")
-            && !stderr.contains("panicked"),
-        "{stderr}"
-    );
     let models = dir.with_extension("toml");
-    std::fs::write(
-        &models,
-        format!(
-            "[[model]]\npath = \"{}\"\nqueue_wait_spread = -1.0\n",
-            dir.display()
+    // Each setting out of its range, by flag and by models-file key, and what the error says.
+    for (flag, flag_value, key, key_value, says) in [
+        (
+            "--queue-wait-spread",
+            "11",
+            "queue_wait_spread",
+            "-1.0",
+            "must be a number from 0 to 10",
         ),
-    )
-    .unwrap();
-    let stderr = run(&["--models-file", models.to_str().unwrap()]);
-    assert!(
-        stderr.contains("queue_wait_spread must be a number from 0 to 10")
-            && !stderr.contains("panicked"),
-        "{stderr}"
-    );
-    // The padding a batch may carry is a share of it, by flag or by model.
-    let stderr = run(&[
-        "--model-dir",
-        dir.to_str().unwrap(),
-        "--max-batch-padding",
-        "1.5",
-    ]);
-    assert!(
-        stderr.contains("--max-batch-padding must be a share of the batch from 0 to 1")
-            && !stderr.contains("panicked"),
-        "{stderr}"
-    );
-    std::fs::write(
-        &models,
-        format!(
-            "[[model]]\npath = \"{}\"\nmax_batch_padding = -0.2\n",
-            dir.display()
+        (
+            "--max-batch-padding",
+            "1.5",
+            "max_batch_padding",
+            "-0.2",
+            "must be a share of the batch from 0 to 1",
         ),
-    )
-    .unwrap();
-    let stderr = run(&["--models-file", models.to_str().unwrap()]);
-    assert!(
-        stderr.contains("max_batch_padding must be a share of the batch from 0 to 1")
-            && !stderr.contains("panicked"),
-        "{stderr}"
-    );
+    ] {
+        let stderr = run(&["--model-dir", dir.to_str().unwrap(), flag, flag_value]);
+        assert!(
+            stderr.contains(&format!("{flag} {says}")) && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+        std::fs::write(
+            &models,
+            format!(
+                "[[model]]\npath = \"{}\"\n{key} = {key_value}\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let stderr = run(&["--models-file", models.to_str().unwrap()]);
+        assert!(
+            stderr.contains(&format!("{key} {says}")) && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
 }
