@@ -41,6 +41,7 @@ use tokio::sync::mpsc;
 
 use super::throughput::Throughput;
 use crate::metrics::ModelMetrics;
+use crate::model::graph::Provider;
 use crate::model::{PreparedPair, RankError, Ranker, Truncation};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,7 +69,7 @@ pub const CPU_PADDING: f64 = 0.1;
 /// `tensorrt`) says: [`CPU_PADDING`] on CPU; none set on a GPU, where a batch's cost is
 /// mostly per batch, not per token, until the GPU is full.
 pub fn default_padding(provider: &str) -> Option<f64> {
-    (provider == "cpu").then_some(CPU_PADDING)
+    (provider == Provider::Cpu.as_str()).then_some(CPU_PADDING)
 }
 
 /// Why `padding` cannot be a batch's padding limit, if it cannot.
