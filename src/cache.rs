@@ -2,8 +2,9 @@
 //!
 //! The key is a 128-bit hash (xxh3) of everything that decides a score: model name and
 //! fingerprint (a hash of the model folder's manifest, tokenizer and graph), query, document
-//! text and how the document is truncated. A reloaded or replaced model therefore never sees
-//! the old one's entries, even under the same version string. Keys and values are fixed-size (16 + 12
+//! text and how the document is truncated (and in how many chunks it may be read). A reloaded
+//! or replaced model therefore never sees the old one's entries, even under the same version
+//! string. Keys and values are fixed-size (16 + 12
 //! bytes plus moka's overhead), so bounding entries bounds bytes; entries also expire after
 //! a TTL. Capacity 0 disables the cache. Stored is the raw score; the activation is applied
 //! per request, so `raw_scores` requests share entries with the others.
@@ -62,6 +63,7 @@ impl ScoreCache {
                 .map_or(u64::MAX, |n| n as u64)
                 .to_le_bytes(),
         );
+        h.update(&(truncation.chunks() as u64).to_le_bytes());
         h.digest128()
     }
 
@@ -110,6 +112,26 @@ mod tests {
                 &Truncation {
                     max_document_tokens: Some(5),
                     ..t
+                }
+            )
+        );
+        let chunked = Truncation { max_chunks: 4, ..t };
+        assert_ne!(base, ScoreCache::key("m", "1", "q", "d", &chunked));
+        // Documents refused at one window read the same whatever the chunk limit says.
+        let refused = Truncation {
+            enabled: false,
+            ..t
+        };
+        assert_eq!(
+            ScoreCache::key("m", "1", "q", "d", &refused),
+            ScoreCache::key(
+                "m",
+                "1",
+                "q",
+                "d",
+                &Truncation {
+                    max_chunks: 4,
+                    ..refused
                 }
             )
         );

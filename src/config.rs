@@ -120,6 +120,13 @@ pub struct Config {
     #[arg(long, env = "AUTO_TRUNCATE", default_value_t = true, action = ArgAction::Set)]
     pub auto_truncate: bool,
 
+    /// Read a document longer than the window in up to this many chunks (consecutive
+    /// windows overlapping by a quarter) and score it as its best chunk, as Cohere does; 1
+    /// cuts it to one window. A request's `max_chunks_per_doc` asks for fewer, never more.
+    /// Each chunk costs a pair.
+    #[arg(long, env = "MAX_CHUNKS_PER_DOCUMENT", default_value_t = 1)]
+    pub max_chunks_per_document: usize,
+
     /// Deadline for one re-rank request, in milliseconds (504 past it).
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
@@ -218,6 +225,7 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             request_timeout_ms: self.request_timeout_ms,
             auto_truncate: self.auto_truncate,
+            max_chunks_per_document: self.max_chunks_per_document,
         }
     }
 
@@ -235,6 +243,7 @@ impl Config {
             ("--max-concurrent-requests", self.max_concurrent_requests),
             ("--max-documents", self.max_documents),
             ("--max-body-bytes", self.max_body_bytes),
+            ("--max-chunks-per-document", self.max_chunks_per_document),
         ];
         for (flag, value) in positive {
             if value == 0 {
@@ -262,6 +271,24 @@ mod tests {
         let mut all = vec!["rradistill", "--model-dir", "m"];
         all.extend_from_slice(args);
         Config::try_parse_from(all).unwrap().otlp()
+    }
+
+    #[test]
+    fn counts_of_zero_are_refused_by_name() {
+        for flag in ["--max-chunks-per-document", "--max-documents", "--sessions"] {
+            let config =
+                Config::try_parse_from(["rradistill", "--model-dir", "m", flag, "0"]).unwrap();
+            assert_eq!(
+                config.validate().unwrap_err(),
+                format!("{flag} must be at least 1")
+            );
+        }
+        let config = Config::try_parse_from(["rradistill", "--model-dir", "m"]).unwrap();
+        assert_eq!(
+            config.limits().max_chunks_per_document,
+            1,
+            "one window by default"
+        );
     }
 
     #[test]

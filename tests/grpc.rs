@@ -143,6 +143,15 @@ async fn errors_map_to_grpc_codes_with_rest_messages() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
+    let status = grpc
+        .rerank(RerankRequest {
+            max_chunks_per_doc: Some(0),
+            ..request("q", &documents(1, 1))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("`max_chunks_per_doc` is 0"));
 
     let model = server.service().registry().get(None).unwrap();
     let held = model.admission.try_admit(2990).unwrap();

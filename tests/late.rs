@@ -87,6 +87,7 @@ fn truncation(case: &Value) -> Truncation {
             _ => TruncationSide::Right,
         },
         max_document_tokens: case["max_tokens_per_doc"].as_u64().map(|n| n as usize),
+        max_chunks: 1,
     }
 }
 

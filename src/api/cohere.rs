@@ -3,10 +3,12 @@
 //!
 //! Request: `model` (a model, an alias such as Cohere's `rerank-v3.5`, or an experiment),
 //! `query`, `documents` (strings or `{"text": ...}` objects), `top_n`, `return_documents`,
-//! `max_tokens_per_doc`, `raw_scores`. Response: `id` (the request id), `model`, `results`
-//! sorted by score (ties by index) each with `index`, `relevance_score` and (on request)
-//! `document`, the request's cost in `meta`, and Jina-style `usage`. Documents are always cut
-//! to the window, as Cohere cuts them to `max_tokens_per_doc`.
+//! `max_tokens_per_doc`, `max_chunks_per_doc`, `raw_scores`. Response: `id` (the request id),
+//! `model`, `results` sorted by score (ties by index) each with `index`, `relevance_score` and
+//! (on request) `document`, the request's cost in `meta`, and Jina-style `usage`. Documents
+//! are always cut, never refused, as Cohere cuts them to `max_tokens_per_doc`: to the window,
+//! or read in chunks (each scored, the document as its best) where `max_chunks_per_doc` and
+//! the server allow more than one.
 
 use std::fmt;
 
@@ -49,6 +51,12 @@ pub struct CohereRequest {
     #[serde(default, deserialize_with = "super::whole_number")]
     #[schema(minimum = 1)]
     pub max_tokens_per_doc: Option<i64>,
+    /// Read a document longer than the window in up to this many chunks and score it as its
+    /// best chunk (Cohere v1's field); the server's `--max-chunks-per-document` when absent,
+    /// and never more than it.
+    #[serde(default, deserialize_with = "super::whole_number")]
+    #[schema(minimum = 1)]
+    pub max_chunks_per_doc: Option<i64>,
     /// The model's logit instead of the sigmoid score in 0..1.
     #[serde(default)]
     pub raw_scores: bool,
@@ -70,6 +78,7 @@ impl TryFrom<CohereRequest> for RerankJob {
             raw_scores: request.raw_scores,
             truncate: Some(true),
             max_tokens_per_doc: request.max_tokens_per_doc,
+            max_chunks_per_doc: request.max_chunks_per_doc,
             routing: RoutingHints {
                 unit: request.user,
                 forced_variant: None,

@@ -88,6 +88,7 @@ impl TryFrom<TeiRequest> for RerankJob {
                 TruncationDirection::Left => TruncationSide::Left,
             },
             max_tokens_per_doc: None,
+            max_chunks_per_doc: None,
             routing: RoutingHints {
                 unit: request.user,
                 forced_variant: None,

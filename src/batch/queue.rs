@@ -104,7 +104,7 @@ impl BatcherConfig {
 #[derive(Debug)]
 pub struct WorkItem {
     pub pair: PreparedPair,
-    /// The document's position in its request.
+    /// The pair's position in its request (which knows the document and chunk it is).
     pub index: usize,
     pub enqueued: Instant,
     pub reply: mpsc::UnboundedSender<ItemOutcome>,

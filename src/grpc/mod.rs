@@ -87,6 +87,7 @@ impl TryFrom<pb::RerankRequest> for RerankJob {
             truncate: Some(true),
             side,
             max_tokens_per_doc: request.max_tokens_per_doc.map(i64::from),
+            max_chunks_per_doc: request.max_chunks_per_doc.map(i64::from),
             routing: RoutingHints {
                 unit: nonempty(request.user),
                 forced_variant: nonempty(request.force_variant),

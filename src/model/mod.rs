@@ -42,8 +42,25 @@ pub struct Truncation {
     /// Cut documents that do not fit; when false, such a document is an error.
     pub enabled: bool,
     pub side: TruncationSide,
-    /// A lower cut than the window leaves, in document tokens (`max_tokens_per_doc`).
+    /// A lower cut than the window leaves, in document tokens (`max_tokens_per_doc`): what
+    /// all of a document's chunks read together.
     pub max_document_tokens: Option<usize>,
+    /// The most windows (chunks) a document that does not fit one is read in; its score is
+    /// its best chunk's. 1: cut to one window. Only when `enabled`: a document refused for
+    /// its length is refused at one window.
+    pub max_chunks: usize,
+}
+
+impl Truncation {
+    /// The most chunks a document is read in: `max_chunks` when over-long documents are cut,
+    /// else one (they are refused at one window).
+    pub fn chunks(&self) -> usize {
+        if self.enabled {
+            self.max_chunks.max(1)
+        } else {
+            1
+        }
+    }
 }
 
 impl Default for Truncation {
@@ -52,6 +69,7 @@ impl Default for Truncation {
             enabled: true,
             side: TruncationSide::Right,
             max_document_tokens: None,
+            max_chunks: 1,
         }
     }
 }
@@ -235,7 +253,8 @@ pub trait Ranker: Send + Sync + 'static {
         max_query_tokens: usize,
     ) -> Result<PreparedQuery, RankError>;
 
-    /// Builds the model input for one document of a request (`index` is for error messages).
+    /// Builds the model input for one document of a request, cut to one window (`index` is
+    /// for error messages).
     fn prepare_pair(
         &self,
         query: &PreparedQuery,
@@ -243,6 +262,16 @@ pub trait Ranker: Send + Sync + 'static {
         index: usize,
         truncation: &Truncation,
     ) -> Result<PreparedPair, RankError>;
+
+    /// Builds one pair per chunk of a document (`truncation.max_chunks` at most, the first
+    /// being what [`Ranker::prepare_pair`] builds); the document scores as its best chunk.
+    fn prepare_chunks(
+        &self,
+        query: &PreparedQuery,
+        document: &str,
+        index: usize,
+        truncation: &Truncation,
+    ) -> Result<Vec<PreparedPair>, RankError>;
 
     /// How many sessions `score` can be called with (indices `0..sessions()`).
     fn sessions(&self) -> usize;

@@ -147,6 +147,17 @@ impl Ranker for StudentRanker {
         self.tokens.prepare_pair(query, document, index, truncation)
     }
 
+    fn prepare_chunks(
+        &self,
+        query: &PreparedQuery,
+        document: &str,
+        index: usize,
+        truncation: &Truncation,
+    ) -> Result<Vec<PreparedPair>, RankError> {
+        self.tokens
+            .prepare_chunks(query, document, index, truncation)
+    }
+
     fn sessions(&self) -> usize {
         self.graph.sessions()
     }

@@ -3,6 +3,15 @@
 //! per request and never cut (too long is an error); each document is tokenized alone and cut
 //! to what the window leaves (or `max_tokens_per_doc`, if lower) from the side the request asks.
 //!
+//! A document longer than the window can instead be read in chunks (`max_chunks_per_doc`,
+//! `--max-chunks-per-document`), as Cohere's re-rank does: consecutive windows of what the
+//! window leaves the document, each overlapping the one before by a quarter
+//! ([`chunk_ranges`]), so a passage no longer than that which one chunk cuts is whole in the
+//! next. Every chunk becomes a pair of its own and the document scores as its best chunk. The
+//! first chunk is what one window keeps (from the side the request asks), so a document that
+//! fits, or a limit of one chunk, reads exactly as before; `max_tokens_per_doc` bounds what all
+//! the chunks read together.
+//!
 //! A document is first cut by bytes ([`cut_by_bytes`]): no token of the vocabulary is longer
 //! than its longest entry, so the first (or last) `(budget + 1) x longest` bytes hold every
 //! token the window can keep, and the rest is never tokenized. A hostile 8 MiB document then
@@ -39,13 +48,68 @@ pub trait PairEncoder: Send + Sync {
     /// The longest query allowed: the configured limit, and never so long that no document
     /// token fits.
     fn query_limit(&self, max_query_tokens: usize) -> usize;
+    /// The most bytes one token of the tokenizer covers (documents are cut by bytes first).
+    fn max_token_bytes(&self) -> usize;
+    /// Tokens of a pair besides the document's (query, template, prefix, special tokens): the
+    /// window less these is the document's room.
+    fn fixed_tokens(&self, query: &PreparedQuery) -> usize;
+    /// What `fixed_tokens` counts, for the too-long message.
+    fn counted(&self) -> &'static str {
+        WITH_THE_QUERY
+    }
+    /// The model input for the query and a document's tokens, already within the room.
+    fn assemble(
+        &self,
+        query: &PreparedQuery,
+        document: Encoding,
+        truncated: bool,
+    ) -> Result<PreparedPair, RankError>;
+
+    /// One pair per chunk of `document` (see the module's opening): at most
+    /// `truncation.max_chunks`, the first what one window keeps.
+    fn prepare_chunks(
+        &self,
+        query: &PreparedQuery,
+        document: &str,
+        index: usize,
+        truncation: &Truncation,
+    ) -> Result<Vec<PreparedPair>, RankError> {
+        let fixed = self.fixed_tokens(query);
+        let window = self.window();
+        let (chunks, truncated) = document_chunks(
+            self.tokenizer(),
+            self.max_token_bytes(),
+            document,
+            window.saturating_sub(fixed).max(1),
+            Refusal {
+                index,
+                fixed,
+                window,
+                counted: self.counted(),
+            },
+            truncation,
+        )?;
+        chunks
+            .into_iter()
+            .map(|chunk| self.assemble(query, chunk, truncated))
+            .collect()
+    }
+
+    /// The pair for `document` cut to one window, whatever `truncation.max_chunks` says.
     fn prepare_pair(
         &self,
         query: &PreparedQuery,
         document: &str,
         index: usize,
         truncation: &Truncation,
-    ) -> Result<PreparedPair, RankError>;
+    ) -> Result<PreparedPair, RankError> {
+        let one = Truncation {
+            max_chunks: 1,
+            ..*truncation
+        };
+        let mut pairs = self.prepare_chunks(query, document, index, &one)?;
+        Ok(pairs.swap_remove(0))
+    }
 
     fn vocab_size(&self) -> usize {
         self.tokenizer().get_vocab_size(true)
@@ -158,49 +222,111 @@ fn query_within(
 /// What a model reads besides the document, for the too-long message.
 const WITH_THE_QUERY: &str = "with the query";
 
-/// The document, cut by bytes, tokenized and cut to `room` tokens (or the request's lower cut).
-#[allow(clippy::too_many_arguments)]
-fn document_within(
-    tokenizer: &Tokenizer,
-    max_token_bytes: usize,
-    document: &str,
-    room: usize,
+/// What a refusal of an over-long document says: which document, and what the window holds
+/// besides it.
+struct Refusal {
     index: usize,
     fixed: usize,
     window: usize,
     counted: &'static str,
+}
+
+impl Refusal {
+    fn error(&self, document_tokens: usize) -> RankError {
+        RankError::DocumentTooLong {
+            index: self.index,
+            tokens: document_tokens + self.fixed,
+            window: self.window,
+            counted: self.counted,
+        }
+    }
+}
+
+/// Where consecutive chunks of a document start: each overlaps the one before by a quarter of
+/// the room (at least one token further on, whatever the room).
+fn chunk_step(room: usize) -> usize {
+    (room - room / 4).max(1)
+}
+
+/// The token ranges `[start, end)` of the chunks of a document of `tokens` tokens, `room`
+/// tokens each at most: one when it fits, else windows `chunk_step(room)` apart until the
+/// document is covered. From the side truncation keeps: `Right` starts at the beginning,
+/// `Left` (mirrored) at the end, so the first range is what one window keeps.
+pub fn chunk_ranges(tokens: usize, room: usize, side: TruncationSide) -> Vec<(usize, usize)> {
+    let room = room.max(1);
+    if tokens <= room {
+        return vec![(0, tokens)];
+    }
+    let step = chunk_step(room);
+    let mut ranges = Vec::with_capacity((tokens - room).div_ceil(step) + 1);
+    let mut start = 0;
+    loop {
+        let end = (start + room).min(tokens);
+        ranges.push(match side {
+            TruncationSide::Right => (start, end),
+            TruncationSide::Left => (tokens - end, tokens - start),
+        });
+        if end == tokens {
+            return ranges;
+        }
+        start += step;
+    }
+}
+
+/// Tokens `[start, end)` of `encoding`, as an encoding of their own.
+fn token_range(encoding: &Encoding, start: usize, end: usize) -> Encoding {
+    let mut part = encoding.clone();
+    part.truncate(end, 0, tokenizers::TruncationDirection::Right);
+    part.take_overflowing();
+    part.truncate(end - start, 0, tokenizers::TruncationDirection::Left);
+    part.take_overflowing();
+    part
+}
+
+/// The document, cut by bytes, tokenized, cut to what its chunks can read (`room` tokens a
+/// chunk, `truncation.max_chunks` of them, within the request's `max_tokens_per_doc`) and
+/// split into chunks; and whether anything was cut.
+fn document_chunks(
+    tokenizer: &Tokenizer,
+    max_token_bytes: usize,
+    document: &str,
+    room: usize,
+    refusal: Refusal,
     truncation: &Truncation,
-) -> Result<(Encoding, bool), RankError> {
-    let budget = truncation.max_document_tokens.map_or(room, |m| m.min(room));
+) -> Result<(Vec<Encoding>, bool), RankError> {
+    let chunks = truncation.chunks();
+    let reach = room.saturating_add((chunks - 1).saturating_mul(chunk_step(room)));
+    let budget = truncation
+        .max_document_tokens
+        .map_or(reach, |m| m.min(reach));
     // When refusing over-long documents, read enough to see that one is over the window.
     let read = if truncation.enabled { budget } else { room };
     let (document, cut) = cut_by_bytes(document, read, max_token_bytes, truncation.side);
     let mut doc = encode(tokenizer, document)?;
     if cut && !truncation.enabled {
-        return Err(RankError::DocumentTooLong {
-            index,
-            tokens: doc.len().max(room + 1) + fixed,
-            window,
-            counted,
-        });
+        return Err(refusal.error(doc.len().max(room + 1)));
     }
     let truncated = cut || doc.len() > budget;
     if truncated {
         if !truncation.enabled && doc.len() > room {
-            return Err(RankError::DocumentTooLong {
-                index,
-                tokens: doc.len() + fixed,
-                window,
-                counted,
-            });
+            return Err(refusal.error(doc.len()));
         }
         let side = match truncation.side {
             TruncationSide::Right => tokenizers::TruncationDirection::Right,
             TruncationSide::Left => tokenizers::TruncationDirection::Left,
         };
         doc.truncate(budget, 0, side);
+        doc.take_overflowing();
     }
-    Ok((doc, truncated))
+    let ranges = chunk_ranges(doc.len(), room, truncation.side);
+    if ranges.len() == 1 {
+        return Ok((vec![doc], truncated));
+    }
+    let parts = ranges
+        .into_iter()
+        .map(|(start, end)| token_range(&doc, start, end))
+        .collect();
+    Ok((parts, truncated))
 }
 
 fn ids(encoding: &Encoding) -> impl Iterator<Item = i64> + '_ {
@@ -267,26 +393,21 @@ impl PairEncoder for PromptTokenizer {
         max_query_tokens.min(self.window - self.template_tokens() - 1)
     }
 
-    fn prepare_pair(
+    fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
+    }
+
+    fn fixed_tokens(&self, query: &PreparedQuery) -> usize {
+        self.template_tokens() + query.tokens()
+    }
+
+    fn assemble(
         &self,
         query: &PreparedQuery,
-        document: &str,
-        index: usize,
-        truncation: &Truncation,
+        doc: Encoding,
+        truncated: bool,
     ) -> Result<PreparedPair, RankError> {
-        let fixed = self.template_tokens() + query.tokens();
-        let room = self.window - fixed;
-        let (doc, truncated) = document_within(
-            &self.tokenizer,
-            self.max_token_bytes,
-            document,
-            room,
-            index,
-            fixed,
-            self.window,
-            WITH_THE_QUERY,
-            truncation,
-        )?;
+        let fixed = self.fixed_tokens(query);
         let mut input_ids = Vec::with_capacity(fixed + doc.len());
         input_ids.extend_from_slice(&self.prefix);
         input_ids.extend(ids(&query.encoding));
@@ -351,25 +472,20 @@ impl PairEncoder for PairTokenizer {
         max_query_tokens.min(self.window - self.pair_overhead - 1)
     }
 
-    fn prepare_pair(
+    fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
+    }
+
+    fn fixed_tokens(&self, query: &PreparedQuery) -> usize {
+        self.pair_overhead + query.tokens()
+    }
+
+    fn assemble(
         &self,
         query: &PreparedQuery,
-        document: &str,
-        index: usize,
-        truncation: &Truncation,
+        doc: Encoding,
+        truncated: bool,
     ) -> Result<PreparedPair, RankError> {
-        let fixed = self.pair_overhead + query.tokens();
-        let (doc, truncated) = document_within(
-            &self.tokenizer,
-            self.max_token_bytes,
-            document,
-            self.window - fixed,
-            index,
-            fixed,
-            self.window,
-            WITH_THE_QUERY,
-            truncation,
-        )?;
         let pair = self
             .tokenizer
             .post_process(query.encoding.clone(), Some(doc), true)
@@ -533,25 +649,25 @@ impl PairEncoder for TowerTokenizer {
         Ok(prepared)
     }
 
-    fn prepare_pair(
+    fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
+    }
+
+    /// A document's window holds only the document's prefix and special tokens.
+    fn fixed_tokens(&self, _query: &PreparedQuery) -> usize {
+        self.document_overhead()
+    }
+
+    fn counted(&self) -> &'static str {
+        "with its prefix and special tokens"
+    }
+
+    fn assemble(
         &self,
         query: &PreparedQuery,
-        document: &str,
-        index: usize,
-        truncation: &Truncation,
+        doc: Encoding,
+        truncated: bool,
     ) -> Result<PreparedPair, RankError> {
-        let fixed = self.document_overhead();
-        let (doc, truncated) = document_within(
-            &self.tokenizer,
-            self.max_token_bytes,
-            document,
-            self.window - fixed,
-            index,
-            fixed,
-            self.window,
-            "with its prefix and special tokens",
-            truncation,
-        )?;
         // A query prepared by this tokenizer carries its row; build it for any other.
         let query_ids = match &query.tower {
             Some(row) => row.clone(),
@@ -569,6 +685,44 @@ impl PairEncoder for TowerTokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_cover_a_document_from_the_kept_side_overlapping_by_a_quarter() {
+        use TruncationSide::{Left, Right};
+        assert_eq!(chunk_ranges(5, 8, Right), vec![(0, 5)]);
+        assert_eq!(chunk_ranges(8, 8, Left), vec![(0, 8)]);
+        // A room of 8 tokens: chunks start 6 apart, so 2 tokens are read twice.
+        assert_eq!(chunk_ranges(20, 8, Right), vec![(0, 8), (6, 14), (12, 20)]);
+        assert_eq!(chunk_ranges(20, 8, Left), vec![(12, 20), (6, 14), (0, 8)]);
+        assert_eq!(chunk_ranges(15, 8, Right), vec![(0, 8), (6, 14), (12, 15)]);
+        assert_eq!(chunk_ranges(3, 1, Right), vec![(0, 1), (1, 2), (2, 3)]);
+        for tokens in 0..70 {
+            for room in 1..13 {
+                for side in [Right, Left] {
+                    let ranges = chunk_ranges(tokens, room, side);
+                    let mut read = vec![0; tokens];
+                    for &(start, end) in &ranges {
+                        assert!(start < end || tokens == 0, "{ranges:?}");
+                        assert!(end - start <= room && end <= tokens, "{ranges:?}");
+                        read[start..end].iter_mut().for_each(|r| *r += 1);
+                    }
+                    assert!(
+                        read.iter().all(|&r| (1..=2).contains(&r)),
+                        "{tokens} {room}: {ranges:?}"
+                    );
+                    // The first chunk is what one window keeps.
+                    let first = match side {
+                        Right => (0, tokens.min(room)),
+                        Left => (tokens.saturating_sub(room), tokens),
+                    };
+                    assert_eq!(ranges[0], first);
+                    // No chunk more than needed: each one reaches text the one before did not.
+                    let step = chunk_step(room);
+                    assert_eq!(ranges.len(), 1 + tokens.saturating_sub(room).div_ceil(step));
+                }
+            }
+        }
+    }
 
     #[test]
     fn documents_are_cut_by_bytes_at_a_boundary_from_either_side() {

@@ -3,7 +3,9 @@
 //! 1. [`Pipeline::look_up`]: every document's score cache entry; one [`Candidate`] record
 //!    per document carries everything the later steps learn about it (cache key, tokens,
 //!    truncation, score).
-//! 2. [`Pipeline::tokenize`]: the query once and the cache misses, off the async runtime.
+//! 2. [`Pipeline::tokenize`]: the query once and the cache misses, off the async runtime; a
+//!    document longer than the window becomes one pair per chunk when the request allows
+//!    chunks (`src/model/tokenize.rs`), and scores as its best chunk.
 //!    Before any of it, the request takes a slot in the model's admission (refused at once
 //!    when the queue alone is expected to wait past the target) and holds an upper bound of
 //!    the tokens its documents can become, so tokenizing is paid for before it is done; the
@@ -89,10 +91,16 @@ pub struct RerankOutcome {
 struct Candidate {
     key: Option<u128>,
     cached: bool,
+    /// Its pairs' tokens, every chunk's.
     tokens: usize,
     truncated: bool,
+    /// Its best chunk's (its only pair's) score.
     logit: Option<f32>,
 }
+
+/// The pairs a request's cache misses became: one per chunk, each with the document it is
+/// part of.
+type Pairs = Vec<(usize, PreparedPair)>;
 
 /// What waiting for the scores measured.
 #[derive(Debug, Default)]
@@ -149,7 +157,7 @@ impl Pipeline {
             .documents
             .with_label_values(&[name])
             .observe(job.documents().len() as f64);
-        let truncation = job.truncation(self.limits.auto_truncate);
+        let truncation = job.truncation(&self.limits);
 
         let mut candidates = self.look_up(model, job, &truncation);
         let misses = candidates.iter().filter(|c| !c.cached).count();
@@ -247,21 +255,31 @@ impl Pipeline {
         max_query_tokens: usize,
         candidates: &mut [Candidate],
         entry: &mut Entry,
-    ) -> Result<Vec<(usize, PreparedPair)>, RerankError> {
+    ) -> Result<Pairs, RerankError> {
         let misses: Vec<usize> = (0..candidates.len())
             .filter(|&i| !candidates[i].cached)
             .collect();
         if misses.is_empty() {
             return Ok(Vec::new());
         }
-        // A pair is never longer than the window, nor (much) longer in tokens than in bytes.
+        // A pair is never longer than the window, nor (much) longer in tokens than in bytes;
+        // a document's chunks read each of its tokens at most twice (they overlap by a quarter
+        // of the window at most).
         let window = model.descriptor.max_sequence_length;
+        let chunks = truncation.chunks();
         let query_bytes = job.query().len();
         let documents = job.documents().clone();
         let bound: usize = misses
             .iter()
-            .map(|&i| window.min(query_bytes + documents[i].len() + PAIR_OVERHEAD_BOUND))
-            .sum();
+            .map(|&i| {
+                let pairs = chunks.saturating_mul(query_bytes + PAIR_OVERHEAD_BOUND);
+                let overlap = (chunks - 1).saturating_mul(window / 4);
+                let read = documents[i].len().saturating_add(overlap);
+                chunks
+                    .saturating_mul(window)
+                    .min(pairs.saturating_add(read))
+            })
+            .fold(0, usize::saturating_add);
         entry.hold(bound)?;
 
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -277,10 +295,8 @@ impl Pipeline {
                 if cancelled.load(Ordering::Relaxed) {
                     return Err(RankError::Tokenization("the request went away".into()));
                 }
-                pairs.push((
-                    i,
-                    ranker.prepare_pair(&query, &documents[i], i, &truncation)?,
-                ));
+                let chunks = ranker.prepare_chunks(&query, &documents[i], i, &truncation)?;
+                pairs.extend(chunks.into_iter().map(|pair| (i, pair)));
             }
             Ok::<_, RankError>(pairs)
         })
@@ -289,7 +305,7 @@ impl Pipeline {
 
         let input_length = self.metrics.input_length.with_label_values(&[model.name()]);
         for (i, pair) in &pairs {
-            candidates[*i].tokens = pair.len();
+            candidates[*i].tokens += pair.len();
             candidates[*i].truncated = pair.truncated;
             input_length.observe(pair.len() as f64);
         }
@@ -302,7 +318,7 @@ impl Pipeline {
     async fn admit_and_wait(
         &self,
         model: &ServedModel,
-        pairs: Vec<(usize, PreparedPair)>,
+        pairs: Pairs,
         candidates: &mut [Candidate],
         mut entry: Entry,
     ) -> Result<Waited, RerankError> {
@@ -318,9 +334,12 @@ impl Pipeline {
         let (reply, mut outcomes) = mpsc::unbounded_channel();
         let now = Instant::now();
         let expected = pairs.len();
+        // A work item's index is its pair's place here: which document, and its tokens.
+        let owners: Vec<(usize, usize)> = pairs.iter().map(|(i, p)| (*i, p.len())).collect();
         let items = pairs
             .into_iter()
-            .map(|(index, pair)| WorkItem {
+            .enumerate()
+            .map(|(index, (_, pair))| WorkItem {
                 pair,
                 index,
                 enqueued: now,
@@ -340,7 +359,8 @@ impl Pipeline {
                 ));
             };
             waited.pairs += 1;
-            entry.answered(candidates[outcome.index].tokens);
+            let (document, tokens) = owners[outcome.index];
+            entry.answered(tokens);
             waited.queue_max = waited.queue_max.max(outcome.queue_time);
             waited.queue_sum += outcome.queue_time;
             waited.inference_sum_per_pair += outcome.inference_time;
@@ -349,7 +369,10 @@ impl Pipeline {
                 waited.inference_of_batches += outcome.inference_time;
             }
             match outcome.result {
-                Ok(logit) => candidates[outcome.index].logit = Some(logit),
+                Ok(logit) => {
+                    let best = &mut candidates[document].logit;
+                    *best = Some(best.map_or(logit, |b| b.max(logit)));
+                }
                 Err(error) => failure = Some(error),
             }
         }

@@ -3,8 +3,8 @@
 //! Every wire dialect (Cohere/Jina, TEI, Infinity, gRPC) converts its request with
 //! `TryFrom<wire> for RerankJob`, which fills a [`JobSpec`] (the fields in the operation's
 //! terms, unchecked) and converts that: [`RerankJob::try_from`] is the one place that
-//! checks what a request must satisfy on its own (a query, at least one document, `top_n`
-//! and `max_tokens_per_doc` at least 1). Nothing downstream checks these again. What depends
+//! checks what a request must satisfy on its own (a query, at least one document, `top_n`,
+//! `max_tokens_per_doc` and `max_chunks_per_doc` at least 1). Nothing downstream checks these again. What depends
 //! on the instance (`--max-documents`) or the model (the query's length in tokens) is checked
 //! where those are known: the service and the pipeline.
 
@@ -31,6 +31,10 @@ pub struct Limits {
     /// Whether a request that does not say (TEI's `truncate` absent) has over-long documents
     /// cut to the window (`--auto-truncate`) or refused.
     pub auto_truncate: bool,
+    /// The most chunks a document longer than the window is read in, its score its best
+    /// chunk's (`--max-chunks-per-document`; 1: cut to one window). A request's
+    /// `max_chunks_per_doc` can ask for fewer, never more.
+    pub max_chunks_per_document: usize,
 }
 
 /// A request's fields in the operation's terms, before they are checked.
@@ -45,6 +49,9 @@ pub struct JobSpec {
     pub truncate: Option<bool>,
     pub side: TruncationSide,
     pub max_tokens_per_doc: Option<i64>,
+    /// The most chunks a long document is read in (Cohere's `max_chunks_per_doc`); None: the
+    /// server's `--max-chunks-per-document`.
+    pub max_chunks_per_doc: Option<i64>,
     /// Who is asking (sticky experiment assignment), and any variant forced for debugging.
     pub routing: RoutingHints,
 }
@@ -60,6 +67,7 @@ pub struct RerankJob {
     truncate: Option<bool>,
     side: TruncationSide,
     max_document_tokens: Option<usize>,
+    max_chunks: Option<usize>,
     routing: RoutingHints,
 }
 
@@ -90,6 +98,7 @@ impl TryFrom<JobSpec> for RerankJob {
         Ok(RerankJob {
             top_n: at_least_one("top_n", spec.top_n)?,
             max_document_tokens: at_least_one("max_tokens_per_doc", spec.max_tokens_per_doc)?,
+            max_chunks: at_least_one("max_chunks_per_doc", spec.max_chunks_per_doc)?,
             model: spec.model.filter(|m| !m.is_empty()),
             query: spec.query,
             documents: Arc::new(spec.documents),
@@ -140,12 +149,15 @@ impl RerankJob {
         self
     }
 
-    /// How documents are cut, given the server's `--auto-truncate`.
-    pub fn truncation(&self, auto_truncate: bool) -> Truncation {
+    /// How documents are cut, given the server's `--auto-truncate` and
+    /// `--max-chunks-per-document` (which caps what the request asks).
+    pub fn truncation(&self, limits: &Limits) -> Truncation {
+        let server = limits.max_chunks_per_document.max(1);
         Truncation {
-            enabled: self.truncate.unwrap_or(auto_truncate),
+            enabled: self.truncate.unwrap_or(limits.auto_truncate),
             side: self.side,
             max_document_tokens: self.max_document_tokens,
+            max_chunks: self.max_chunks.map_or(server, |asked| asked.min(server)),
         }
     }
 }
@@ -191,19 +203,48 @@ mod tests {
             ..spec()
         })
         .contains("`max_tokens_per_doc` is 0"));
+        assert!(refused(JobSpec {
+            max_chunks_per_doc: Some(0),
+            ..spec()
+        })
+        .contains("`max_chunks_per_doc` is 0"));
+    }
+
+    fn limits(auto_truncate: bool, max_chunks_per_document: usize) -> Limits {
+        Limits {
+            max_documents: 10,
+            max_query_tokens: 0,
+            max_body_bytes: 1 << 20,
+            request_timeout_ms: 1000,
+            auto_truncate,
+            max_chunks_per_document,
+        }
     }
 
     #[test]
     fn truncation_follows_the_request_then_the_server() {
         let unsaid = RerankJob::try_from(spec()).unwrap();
-        assert!(unsaid.truncation(true).enabled);
-        assert!(!unsaid.truncation(false).enabled);
+        assert!(unsaid.truncation(&limits(true, 1)).enabled);
+        assert!(!unsaid.truncation(&limits(false, 1)).enabled);
+        assert_eq!(unsaid.truncation(&limits(true, 4)).max_chunks, 4);
         let refused = RerankJob::try_from(JobSpec {
             truncate: Some(false),
             ..spec()
         })
         .unwrap();
-        assert!(!refused.truncation(true).enabled);
+        assert!(!refused.truncation(&limits(true, 1)).enabled);
+        assert_eq!(refused.truncation(&limits(true, 4)).chunks(), 1);
+        // A request asks for fewer chunks than the server allows, never more.
+        let chunked = |asked| {
+            RerankJob::try_from(JobSpec {
+                max_chunks_per_doc: Some(asked),
+                ..spec()
+            })
+            .unwrap()
+        };
+        assert_eq!(chunked(2).truncation(&limits(true, 4)).max_chunks, 2);
+        assert_eq!(chunked(10).truncation(&limits(true, 4)).max_chunks, 4);
+        assert_eq!(chunked(10).truncation(&limits(true, 1)).max_chunks, 1);
         let named = RerankJob::try_from(JobSpec {
             model: Some(String::new()),
             ..spec()

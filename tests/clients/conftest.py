@@ -63,6 +63,7 @@ class Service:
 
 @pytest.fixture(scope="session")
 def service():
-    s = Service([])
+    # Documents over the window may be read in up to 4 chunks (the clients' short ones fit one).
+    s = Service(["--max-chunks-per-document", "4"])
     yield s
     s.stop()

@@ -26,9 +26,9 @@ COHERE_MODELS = ["rerank-v4.0-pro", "rerank-v4.0-fast", "rerank-v3.5", "rerank-e
                  "rerank-multilingual-v3.0", "rerank-english-v2.0", "rerank-multilingual-v2.0"]
 
 
-def direct(service, model: str) -> list[tuple[int, float]]:
+def direct(service, model: str, documents: list[str] = DOCUMENTS, **fields) -> list[tuple[int, float]]:
     """The service's own answer (Cohere shape, plain HTTP), for comparison."""
-    body = json.dumps({"model": model, "query": QUERY, "documents": DOCUMENTS}).encode()
+    body = json.dumps({"model": model, "query": QUERY, "documents": documents, **fields}).encode()
     request = urllib.request.Request(service.url + "/v1/rerank", data=body, headers={
         "content-type": "application/json", "authorization": f"Bearer {API_KEY}"})
     with urllib.request.urlopen(request, timeout=60) as r:
@@ -55,6 +55,23 @@ def test_cohere_v1_client_returns_documents(service):
         assert r.document.text == DOCUMENTS[r.index]
     scores = [r.relevance_score for r in response.results]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_cohere_v1_client_reads_a_long_document_in_chunks(service):
+    # The answer after some 400 tokens of text about something else: past the first window.
+    filler = " ".join(["The harbour ferry leaves every hour in summer and twice a day in winter.",
+                       "Tomatoes ripen faster on the windowsill next to a banana."] * 14)
+    documents = [f"{filler} {DOCUMENTS[1]}", DOCUMENTS[0]]
+    co = cohere.Client(api_key=API_KEY, base_url=service.url)
+    scores = {}
+    for chunks in (1, 4):
+        response = co.rerank(model="rerank-v3.5", query=QUERY, documents=documents, max_chunks_per_doc=chunks)
+        scores[chunks] = {r.index: r.relevance_score for r in response.results}
+        expected = dict(direct(service, "rra-bert-m", documents, max_chunks_per_doc=chunks))
+        assert scores[chunks] == pytest.approx(expected, abs=1e-5)
+    # Read whole, the document's answer counts: it scores above its first window alone (were
+    # the SDK's field lost, both would be the server's 4 chunks and score the same).
+    assert scores[4][0] > scores[1][0], scores
 
 
 @pytest.mark.parametrize("model", COHERE_MODELS)

@@ -90,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
         enabled: settings[0] & 1 == 1,
         side: if settings[0] & 2 == 2 { TruncationSide::Left } else { TruncationSide::Right },
         max_document_tokens: (settings[1] > 0).then_some(settings[1] as usize),
+        max_chunks: 1 + usize::from(settings[0] >> 4) % 4,
     };
     let decoder = settings[0] & 4 == 4;
     let late = settings[0] & 8 == 8;
@@ -120,8 +121,13 @@ fuzz_target!(|data: &[u8]| {
             Some(second) if i % 2 == 1 => second,
             _ => &prepared_query,
         };
-        match tokens.prepare_pair(query, document, i, &truncation) {
-            Ok(pair) => {
+        match tokens.prepare_chunks(query, document, i, &truncation) {
+            Ok(chunks) => {
+                assert!(!chunks.is_empty() && chunks.len() <= truncation.chunks(), "{} chunks", chunks.len());
+                // The first chunk is what one window keeps.
+                let one = tokens.prepare_pair(query, document, i, &truncation).expect("its first chunk was prepared");
+                assert_eq!((&one.input_ids, &one.type_ids), (&chunks[0].input_ids, &chunks[0].type_ids));
+                for pair in chunks {
                 assert!(pair.input_ids.len() <= window, "{} tokens over the window", pair.input_ids.len());
                 if late {
                     let q = pair.query_ids.as_deref().expect("a late pair carries its query");
@@ -138,6 +144,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 lengths.push(pair.len());
                 pairs.push(pair);
+                }
             }
             Err(error) => assert!(!truncation.enabled, "truncation enabled yet refused: {error}"),
         }
