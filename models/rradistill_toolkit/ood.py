@@ -117,9 +117,11 @@ def service_ranker(url: str, model: str | None, timeout: float = 30.0, api_key: 
 
 
 @contextlib.contextmanager
-def serving(binary: str, models: dict[str, str], ort_lib: str | None = None, timeout: float = 180.0):
-    """The release binary serving ``models`` (name -> folder) on a free loopback port; yields
-    its base URL; stopped with SIGTERM (it drains and exits) afterwards."""
+def serving(binary: str, models: dict[str, str], ort_lib: str | None = None, timeout: float = 180.0,
+            args: tuple[str, ...] = ()):
+    """The release binary serving ``models`` (name -> folder) on a free loopback port, with the
+    score cache off and any further flags in ``args``; yields its base URL; stopped with
+    SIGTERM (it drains and exits) afterwards."""
     import socket
     import subprocess
     import tempfile
@@ -144,7 +146,7 @@ def serving(binary: str, models: dict[str, str], ort_lib: str | None = None, tim
             MODELS_DIR.parent / ".runtime/onnxruntime/libonnxruntime.so.1.32.0")
         log = open(os.path.join(tmp, "service.log"), "wb")
         proc = subprocess.Popen([binary, "--models-file", models_file, "--ort-dylib-path", ort_lib, "--host", "127.0.0.1",
-                                 "--port", str(port), "--grpc-port", str(grpc_port), "--cache-capacity", "0"],
+                                 "--port", str(port), "--grpc-port", str(grpc_port), "--cache-capacity", "0", *args],
                                 stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
