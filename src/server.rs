@@ -126,10 +126,15 @@ async fn serve_grpc(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     use crate::grpc::pb::rerank_server::RerankServer;
+    use crate::grpc::tei::{self, GrpcTei};
     use crate::grpc::{pb, GrpcRerank};
+    type TeiRerank = tei::pb::rerank_server::RerankServer<GrpcTei>;
+    type TeiInfo = tei::pb::info_server::InfoServer<GrpcTei>;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RerankServer<GrpcRerank>>().await;
+    health.set_serving::<TeiRerank>().await;
+    health.set_serving::<TeiInfo>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -146,6 +151,7 @@ async fn serve_grpc(
     let health_task = tokio::spawn(async move {
         draining.draining().await;
         health.set_not_serving::<RerankServer<GrpcRerank>>().await;
+        health.set_not_serving::<TeiRerank>().await;
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
@@ -164,9 +170,18 @@ async fn serve_grpc(
         .add_service(InterceptedService::new(reflection, check.clone()))
         .add_service(InterceptedService::new(reflection_alpha, check.clone()))
         .add_service(RerankServer::with_interceptor(
-            GrpcRerank { service },
-            check,
+            GrpcRerank {
+                service: service.clone(),
+            },
+            check.clone(),
         ))
+        .add_service(TeiRerank::with_interceptor(
+            GrpcTei {
+                service: service.clone(),
+            },
+            check.clone(),
+        ))
+        .add_service(TeiInfo::with_interceptor(GrpcTei { service }, check))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,

@@ -192,7 +192,7 @@ async fn info_health_and_reflection() {
         .await
         .unwrap();
     let mut health = HealthClient::new(channel.clone());
-    for service in ["", "rradistill.v1.Rerank"] {
+    for service in ["", "rradistill.v1.Rerank", "tei.v1.Rerank", "tei.v1.Info"] {
         let status = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -226,7 +226,9 @@ async fn info_health_and_reflection() {
         panic!("{answer:?}")
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    assert!(names.contains(&"rradistill.v1.Rerank"), "{names:?}");
+    for name in ["rradistill.v1.Rerank", "tei.v1.Rerank", "tei.v1.Info"] {
+        assert!(names.contains(&name), "{names:?}");
+    }
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
     server.stop().await;
 }

@@ -1,5 +1,5 @@
 //! The gRPC interface (`proto/rerank.proto`, package `rradistill.v1`), on its own port in
-//! the same process as REST.
+//! the same process as REST; TEI's gRPC re-rank interface (`tei.v1`) beside it ([`tei`]).
 //!
 //! A thin translation onto the same [`RerankService`] the REST handlers call, so batcher,
 //! cache, limits and metrics are shared: a request converts with `TryFrom` into the one
@@ -28,7 +28,12 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rerank_descriptor");
 }
 
+pub mod tei;
+
 use pb::rerank_server::Rerank;
+
+/// The service name in spans (`otel.name`).
+const SERVICE: &str = "rradistill.v1.Rerank";
 
 /// The gRPC service over the shared re-rank core.
 pub struct GrpcRerank {
@@ -159,11 +164,12 @@ fn request_id<T>(request: &Request<T>) -> String {
 /// its metadata named ([`crate::telemetry::caller_trace`]), when there is one.
 fn request_span(
     id: &str,
+    service: &'static str,
     method: &'static str,
     caller: Option<&opentelemetry::Context>,
 ) -> tracing::Span {
     let span = tracing::info_span!("grpc_request", id = %id, method = method,
-        otel.name = %format_args!("rradistill.v1.Rerank/{method}"), otel.kind = "server");
+        otel.name = %format_args!("{service}/{method}"), otel.kind = "server");
     crate::telemetry::adopt(&span, caller);
     span
 }
@@ -210,7 +216,7 @@ impl Rerank for GrpcRerank {
     ) -> Result<Response<pb::RerankResponse>, Status> {
         let id = request_id(&request);
         let caller = crate::telemetry::caller_trace(request.metadata().as_ref());
-        let span = request_span(&id, "Rerank", caller.as_ref());
+        let span = request_span(&id, SERVICE, "Rerank", caller.as_ref());
         rerank_one(&self.service, id, request.into_inner())
             .instrument(span)
             .await
@@ -231,7 +237,7 @@ impl Rerank for GrpcRerank {
         let outbound = inbound.enumerate().then(move |(n, item)| {
             let service = service.clone();
             let id = format!("{id}-{n}");
-            let span = request_span(&id, "RerankStream", caller.as_ref());
+            let span = request_span(&id, SERVICE, "RerankStream", caller.as_ref());
             async move {
                 match item {
                     Ok(request) => rerank_one(&service, id, request).await,

@@ -1,0 +1,322 @@
+//! TEI's gRPC re-rank interface (`proto/tei.proto`, package `tei.v1`): what a client
+//! generated from Hugging Face text-embeddings-inference's own proto calls, on the same port
+//! and over the same [`RerankService`] as `rradistill.v1`.
+//!
+//! - `tei.v1.Rerank/Rerank`: one query and its texts, as TEI's REST `/rerank`: `truncate:
+//!   true` cuts texts over the window, `false` (also what an unset proto3 field reads as) lets
+//!   the server's `--auto-truncate` decide. Ranks sorted by score, highest first (ties by
+//!   index), with TEI's `Metadata` (queue, tokenization and inference times are means per
+//!   text, as TEI reports them) and TEI's timing headers as response metadata.
+//! - `tei.v1.Rerank/RerankStream`: one (query, text) pair per message, answered when the
+//!   client closes its stream, each text's `index` its message's position. TEI scores each
+//!   message on its own; here the messages that share a query and a `truncate` are one
+//!   re-rank (so they batch and cache together), those groups run concurrently, and the
+//!   ranks are merged by score. `raw_scores` and `return_text` are the first message's, as
+//!   TEI takes them; more messages than `--max-documents` end the call with
+//!   INVALID_ARGUMENT.
+//! - `tei.v1.Info/Info`: the default model as TEI describes its one model (a re-ranker).
+//!
+//! Errors carry the statuses and messages of `rradistill.v1` ([`super::status`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::join_all;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use super::{request_id, request_span, status};
+use crate::rerank::{JobSpec, RerankError, RerankJob, RerankOutcome, RerankService};
+
+pub mod pb {
+    tonic::include_proto!("tei.v1");
+}
+
+/// TEI's `Rerank` and `Info` services over the shared re-rank core.
+#[derive(Clone)]
+pub struct GrpcTei {
+    pub service: Arc<RerankService>,
+}
+
+/// The service name in spans (`otel.name`), as TEI's clients call it.
+const SERVICE: &str = "tei.v1.Rerank";
+
+fn job(query: String, texts: Vec<String>, truncate: bool, raw_scores: bool) -> JobSpec {
+    JobSpec {
+        query,
+        documents: texts,
+        raw_scores,
+        // proto3 cannot tell false from unset: false leaves it to --auto-truncate.
+        truncate: truncate.then_some(true),
+        ..JobSpec::default()
+    }
+}
+
+fn nanos(ms: f64) -> u64 {
+    (ms * 1e6).round().max(0.0) as u64
+}
+
+/// TEI's `Metadata` of one re-rank.
+fn metadata(outcome: &RerankOutcome) -> pb::Metadata {
+    let meta = &outcome.meta;
+    let means = &outcome.pair_means;
+    pb::Metadata {
+        compute_chars: meta.input_characters as u32,
+        compute_tokens: meta.input_tokens as u32,
+        total_time_ns: nanos(meta.total_ms),
+        tokenization_time_ns: nanos(means.tokenization_ms),
+        queue_time_ns: nanos(means.queue_ms),
+        inference_time_ns: nanos(means.inference_ms),
+    }
+}
+
+/// TEI's timing headers (`x-compute-time`, `x-queue-time`, ...; milliseconds) as gRPC
+/// response metadata, as TEI sends them.
+fn timing_headers(metadata: &pb::Metadata, provider: &str) -> MetadataMap {
+    let mut map = MetadataMap::new();
+    let ms = |ns: u64| (ns as f64 / 1e6).round() as u64;
+    for (name, value) in [
+        ("x-compute-type", provider.to_string()),
+        ("x-compute-time", ms(metadata.total_time_ns).to_string()),
+        ("x-compute-characters", metadata.compute_chars.to_string()),
+        ("x-compute-tokens", metadata.compute_tokens.to_string()),
+        ("x-total-time", ms(metadata.total_time_ns).to_string()),
+        (
+            "x-tokenization-time",
+            ms(metadata.tokenization_time_ns).to_string(),
+        ),
+        ("x-queue-time", ms(metadata.queue_time_ns).to_string()),
+        (
+            "x-inference-time",
+            ms(metadata.inference_time_ns).to_string(),
+        ),
+    ] {
+        if let Ok(value) = MetadataValue::try_from(value) {
+            map.insert(name, value);
+        }
+    }
+    map
+}
+
+fn sorted(mut ranks: Vec<pb::Rank>) -> Vec<pb::Rank> {
+    ranks.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+    ranks
+}
+
+async fn rerank_job(
+    service: &RerankService,
+    spec: JobSpec,
+    id: &str,
+) -> Result<RerankOutcome, Status> {
+    let job = RerankJob::try_from(spec).inspect_err(|e| service.record_refused(e.kind()))?;
+    service.rerank(job).await.map_err(|e| status(e, id))
+}
+
+/// One message of a stream, and where it was.
+struct Message {
+    index: u32,
+    text: String,
+}
+
+#[tonic::async_trait]
+impl pb::rerank_server::Rerank for GrpcTei {
+    async fn rerank(
+        &self,
+        request: Request<pb::RerankRequest>,
+    ) -> Result<Response<pb::RerankResponse>, Status> {
+        let id = request_id(&request);
+        let caller = crate::telemetry::caller_trace(request.metadata().as_ref());
+        let span = request_span(&id, SERVICE, "Rerank", caller.as_ref());
+        let request = request.into_inner();
+        let return_text = request.return_text;
+        let texts = Arc::new(request.texts);
+        let spec = job(
+            request.query,
+            texts.as_ref().clone(),
+            request.truncate,
+            request.raw_scores,
+        );
+        let outcome = rerank_job(&self.service, spec, &id)
+            .instrument(span)
+            .await?;
+        let ranks = outcome
+            .results
+            .iter()
+            .map(|r| pb::Rank {
+                index: r.index as u32,
+                text: return_text.then(|| texts[r.index].clone()),
+                score: r.score,
+            })
+            .collect();
+        let metadata = metadata(&outcome);
+        let headers = timing_headers(&metadata, &outcome.execution_provider);
+        Ok(Response::from_parts(
+            headers,
+            pb::RerankResponse {
+                ranks,
+                metadata: Some(metadata),
+            },
+            Default::default(),
+        ))
+    }
+
+    async fn rerank_stream(
+        &self,
+        request: Request<Streaming<pb::RerankStreamRequest>>,
+    ) -> Result<Response<pb::RerankResponse>, Status> {
+        let started = Instant::now();
+        let id = request_id(&request);
+        let caller = crate::telemetry::caller_trace(request.metadata().as_ref());
+        let span = request_span(&id, SERVICE, "RerankStream", caller.as_ref());
+        let service = self.service.clone();
+        let limit = service.limits.max_documents;
+        let mut inbound = request.into_inner();
+        // Groups of messages with the same query and `truncate`, in order of first message.
+        let mut groups: Vec<(String, bool, Vec<Message>)> = Vec::new();
+        let mut flags = None;
+        let mut count = 0u32;
+        while let Some(message) = inbound.message().await? {
+            if count as usize >= limit {
+                let error = RerankError::TooLarge(crate::rerank::too_many_documents(
+                    &format!("more than {limit}"),
+                    limit,
+                ));
+                service.record_refused(error.kind());
+                return Err(status(error, &id));
+            }
+            flags.get_or_insert((message.raw_scores, message.return_text));
+            let text = Message {
+                index: count,
+                text: message.text,
+            };
+            match groups
+                .iter_mut()
+                .find(|(q, t, _)| *q == message.query && *t == message.truncate)
+            {
+                Some((_, _, texts)) => texts.push(text),
+                None => groups.push((message.query, message.truncate, vec![text])),
+            }
+            count += 1;
+        }
+        let Some((raw_scores, return_text)) = flags else {
+            let error = RerankError::Validation(
+                "no messages: send one (query, text) message per text to rank".into(),
+            );
+            service.record_refused(error.kind());
+            return Err(status(error, &id));
+        };
+        let runs = groups
+            .into_iter()
+            .enumerate()
+            .map(|(n, (query, truncate, texts))| {
+                let service = service.clone();
+                let id = format!("{id}-{n}");
+                async move {
+                    let spec = job(
+                        query,
+                        texts.iter().map(|m| m.text.clone()).collect(),
+                        truncate,
+                        raw_scores,
+                    );
+                    let outcome = rerank_job(&service, spec, &id).await?;
+                    Ok::<_, Status>((texts, outcome))
+                }
+            });
+        let outcomes = join_all(runs).instrument(span).await;
+        let mut ranks = Vec::with_capacity(count as usize);
+        let mut sums = pb::Metadata::default();
+        let (mut provider, mut weighted) = (String::new(), [0.0f64; 3]);
+        for result in outcomes {
+            let (texts, outcome) = result?;
+            let m = metadata(&outcome);
+            sums.compute_chars += m.compute_chars;
+            sums.compute_tokens += m.compute_tokens;
+            let n = texts.len() as f64;
+            for (sum, value) in weighted.iter_mut().zip([
+                m.tokenization_time_ns,
+                m.queue_time_ns,
+                m.inference_time_ns,
+            ]) {
+                *sum += value as f64 * n;
+            }
+            provider = outcome.execution_provider.clone();
+            ranks.extend(outcome.results.iter().map(|r| {
+                let message = &texts[r.index];
+                pb::Rank {
+                    index: message.index,
+                    text: return_text.then(|| message.text.clone()),
+                    score: r.score,
+                }
+            }));
+        }
+        let per_text = |sum: f64| (sum / f64::from(count.max(1))).round() as u64;
+        sums.total_time_ns = started.elapsed().as_nanos() as u64;
+        sums.tokenization_time_ns = per_text(weighted[0]);
+        sums.queue_time_ns = per_text(weighted[1]);
+        sums.inference_time_ns = per_text(weighted[2]);
+        let headers = timing_headers(&sums, &provider);
+        Ok(Response::from_parts(
+            headers,
+            pb::RerankResponse {
+                ranks: sorted(ranks),
+                metadata: Some(sums),
+            },
+            Default::default(),
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::info_server::Info for GrpcTei {
+    async fn info(
+        &self,
+        _request: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
+        let service = &self.service;
+        let model = service
+            .registry()
+            .get(None)
+            .map_err(|e| Status::from(RerankError::from(e)))?;
+        let d = &model.descriptor;
+        let batch = model.batcher.config();
+        Ok(Response::new(pb::InfoResponse {
+            version: env!("CARGO_PKG_VERSION").into(),
+            sha: None,
+            docker_label: None,
+            model_id: d.name.clone(),
+            model_sha: Some(d.fingerprint.clone()),
+            // The model folder does not record its weights' type.
+            model_dtype: String::new(),
+            model_type: pb::ModelType::Reranker.into(),
+            max_concurrent_requests: model.admission.max_requests() as u32,
+            max_input_length: d.max_sequence_length as u32,
+            max_batch_tokens: batch.max_batch_tokens as u32,
+            max_batch_requests: Some(batch.max_batch_size as u32),
+            max_client_batch_size: service.limits.max_documents as u32,
+            // Tokenization runs on the runtime's blocking threads, not a fixed pool.
+            tokenization_workers: 0,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_sort_by_score_then_index_and_false_truncate_defers_to_the_server() {
+        let rank = |index, score| pb::Rank {
+            index,
+            text: None,
+            score,
+        };
+        let order: Vec<u32> = sorted(vec![rank(0, 0.1), rank(1, 0.9), rank(2, 0.1), rank(3, 0.5)])
+            .iter()
+            .map(|r| r.index)
+            .collect();
+        assert_eq!(order, vec![1, 3, 0, 2]);
+        assert_eq!(job("q".into(), vec![], false, false).truncate, None);
+        assert_eq!(job("q".into(), vec![], true, false).truncate, Some(true));
+    }
+}
