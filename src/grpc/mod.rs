@@ -174,15 +174,41 @@ fn request_span(
     span
 }
 
+/// A call's request id (`x-request-id` metadata, else a new one) and its span, a child of
+/// the trace context its metadata names.
+fn call_span<T>(
+    request: &Request<T>,
+    service: &'static str,
+    method: &'static str,
+) -> (String, tracing::Span) {
+    let id = request_id(request);
+    let caller = crate::telemetry::caller_trace(request.metadata().as_ref());
+    let span = request_span(&id, service, method, caller.as_ref());
+    (id, span)
+}
+
+/// `request` checked into a job (a refusal counted in the metrics) and re-ranked, with the
+/// job's documents (for responses that echo them); a failure as the client sees it.
+async fn checked_rerank<R: TryInto<RerankJob, Error = RerankError>>(
+    service: &RerankService,
+    request: R,
+    id: &str,
+) -> Result<(Arc<Vec<String>>, RerankOutcome), Status> {
+    let job: RerankJob = request
+        .try_into()
+        .inspect_err(|e| service.record_refused(e.kind()))?;
+    let documents = job.documents().clone();
+    let outcome = service.rerank(job).await.map_err(|e| status(e, id))?;
+    Ok((documents, outcome))
+}
+
 async fn rerank_one(
     service: &RerankService,
     id: String,
     request: pb::RerankRequest,
 ) -> Result<pb::RerankResponse, Status> {
     let return_documents = request.return_documents;
-    let job = RerankJob::try_from(request).inspect_err(|e| service.record_refused(e.kind()))?;
-    let documents = job.documents().clone();
-    let outcome = service.rerank(job).await.map_err(|e| status(e, &id))?;
+    let (documents, outcome) = checked_rerank(service, request, &id).await?;
     Ok(response_from(id, outcome, &documents, return_documents))
 }
 
@@ -214,9 +240,7 @@ impl Rerank for GrpcRerank {
         &self,
         request: Request<pb::RerankRequest>,
     ) -> Result<Response<pb::RerankResponse>, Status> {
-        let id = request_id(&request);
-        let caller = crate::telemetry::caller_trace(request.metadata().as_ref());
-        let span = request_span(&id, SERVICE, "Rerank", caller.as_ref());
+        let (id, span) = call_span(&request, SERVICE, "Rerank");
         rerank_one(&self.service, id, request.into_inner())
             .instrument(span)
             .await

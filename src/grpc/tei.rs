@@ -26,8 +26,8 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use super::{request_id, request_span, status};
-use crate::rerank::{JobSpec, RerankError, RerankJob, RerankOutcome, RerankService};
+use super::{call_span, checked_rerank, status};
+use crate::rerank::{JobSpec, RerankError, RerankOutcome, RerankService};
 
 pub mod pb {
     tonic::include_proto!("tei.v1");
@@ -104,15 +104,6 @@ fn sorted(mut ranks: Vec<pb::Rank>) -> Vec<pb::Rank> {
     ranks
 }
 
-async fn rerank_job(
-    service: &RerankService,
-    spec: JobSpec,
-    id: &str,
-) -> Result<RerankOutcome, Status> {
-    let job = RerankJob::try_from(spec).inspect_err(|e| service.record_refused(e.kind()))?;
-    service.rerank(job).await.map_err(|e| status(e, id))
-}
-
 /// One message of a stream, and where it was.
 struct Message {
     index: u32,
@@ -125,19 +116,16 @@ impl pb::rerank_server::Rerank for GrpcTei {
         &self,
         request: Request<pb::RerankRequest>,
     ) -> Result<Response<pb::RerankResponse>, Status> {
-        let id = request_id(&request);
-        let caller = crate::telemetry::caller_trace(request.metadata().as_ref());
-        let span = request_span(&id, SERVICE, "Rerank", caller.as_ref());
+        let (id, span) = call_span(&request, SERVICE, "Rerank");
         let request = request.into_inner();
         let return_text = request.return_text;
-        let texts = Arc::new(request.texts);
         let spec = job(
             request.query,
-            texts.as_ref().clone(),
+            request.texts,
             request.truncate,
             request.raw_scores,
         );
-        let outcome = rerank_job(&self.service, spec, &id)
+        let (texts, outcome) = checked_rerank(&self.service, spec, &id)
             .instrument(span)
             .await?;
         let ranks = outcome
@@ -166,9 +154,7 @@ impl pb::rerank_server::Rerank for GrpcTei {
         request: Request<Streaming<pb::RerankStreamRequest>>,
     ) -> Result<Response<pb::RerankResponse>, Status> {
         let started = Instant::now();
-        let id = request_id(&request);
-        let caller = crate::telemetry::caller_trace(request.metadata().as_ref());
-        let span = request_span(&id, SERVICE, "RerankStream", caller.as_ref());
+        let (id, span) = call_span(&request, SERVICE, "RerankStream");
         let service = self.service.clone();
         let limit = service.limits.max_documents;
         let mut inbound = request.into_inner();
@@ -219,7 +205,7 @@ impl pb::rerank_server::Rerank for GrpcTei {
                         truncate,
                         raw_scores,
                     );
-                    let outcome = rerank_job(&service, spec, &id).await?;
+                    let (_, outcome) = checked_rerank(&service, spec, &id).await?;
                     Ok::<_, Status>((texts, outcome))
                 }
             });
