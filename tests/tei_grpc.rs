@@ -161,7 +161,15 @@ async fn a_stream_of_pairs_ranks_every_message_by_its_own_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn info_errors_and_keys() {
     let key = "tei-grpc-test-key-0123456789";
-    let server = TestServer::start(&["--max-documents", "3", "--api-key", key]).await;
+    let server = TestServer::start(&[
+        "--max-documents",
+        "3",
+        "--max-body-bytes",
+        "2500",
+        "--api-key",
+        key,
+    ])
+    .await;
     let channel = tonic::transport::Channel::from_shared(server.grpc_url())
         .unwrap()
         .connect()
@@ -198,7 +206,7 @@ async fn info_errors_and_keys() {
     let status = grpc
         .rerank(RerankRequest {
             query: "  ".into(),
-            texts: documents(2, 1),
+            texts: vec!["a".into(), "b".into()],
             ..Default::default()
         })
         .await
@@ -209,7 +217,7 @@ async fn info_errors_and_keys() {
             .client
             .post(server.url("/rerank"))
             .bearer_auth(key)
-            .json(&json!({"query": "  ", "texts": documents(2, 1)}))
+            .json(&json!({"query": "  ", "texts": ["a", "b"]}))
             .send()
             .await
             .unwrap();
@@ -235,6 +243,21 @@ async fn info_errors_and_keys() {
         status
             .message()
             .contains("the most one request may carry is 3"),
+        "{status:?}"
+    );
+    // Three messages of 1,000 bytes against --max-body-bytes 2500.
+    let long = |n: usize| RerankStreamRequest {
+        query: "q".into(),
+        text: format!("{n}").repeat(1000),
+        ..Default::default()
+    };
+    let status = grpc
+        .rerank_stream(futures::stream::iter((0..3).map(long)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("more than 2500 bytes"),
         "{status:?}"
     );
     let status = grpc

@@ -10,10 +10,11 @@
 //! - `tei.v1.Rerank/RerankStream`: one (query, text) pair per message, answered when the
 //!   client closes its stream, each text's `index` its message's position. TEI scores each
 //!   message on its own; here the messages that share a query and a `truncate` are one
-//!   re-rank (so they batch and cache together), those groups run concurrently, and the
+//!   re-rank (so they batch and cache together), those groups run a few at a time, and the
 //!   ranks are merged by score. `raw_scores` and `return_text` are the first message's, as
-//!   TEI takes them; more messages than `--max-documents` end the call with
-//!   INVALID_ARGUMENT.
+//!   TEI takes them; more messages than `--max-documents`, or more text than
+//!   `--max-body-bytes`, end the call with INVALID_ARGUMENT as soon as the message that
+//!   passes the limit arrives.
 //! - `tei.v1.Info/Info`: the default model as TEI describes its one model (a re-ranker).
 //!
 //! Errors carry the statuses and messages of `rradistill.v1` ([`super::status`]).
@@ -21,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::future::join_all;
+use futures::StreamExt;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
@@ -41,6 +42,9 @@ pub struct GrpcTei {
 
 /// The service name in spans (`otel.name`), as TEI's clients call it.
 const SERVICE: &str = "tei.v1.Rerank";
+
+/// How many of a stream's query groups are re-ranked at once.
+const GROUPS_AT_ONCE: usize = 8;
 
 fn job(query: String, texts: Vec<String>, truncate: bool, raw_scores: bool) -> JobSpec {
     JobSpec {
@@ -157,7 +161,9 @@ impl pb::rerank_server::Rerank for GrpcTei {
         let (id, span) = call_span(&request, SERVICE, "RerankStream");
         let service = self.service.clone();
         let limit = service.limits.max_documents;
+        let max_bytes = service.limits.max_body_bytes;
         let mut inbound = request.into_inner();
+        let mut bytes = 0usize;
         // Groups of messages with the same query and `truncate`, in order of first message.
         let mut groups: Vec<(String, bool, Vec<Message>)> = Vec::new();
         let mut flags = None;
@@ -167,6 +173,16 @@ impl pb::rerank_server::Rerank for GrpcTei {
                 let error = RerankError::TooLarge(crate::rerank::too_many_documents(
                     &format!("more than {limit}"),
                     limit,
+                ));
+                service.record_refused(error.kind());
+                return Err(status(error, &id));
+            }
+            // What a REST body may carry, the messages together may carry.
+            bytes = bytes.saturating_add(message.query.len() + message.text.len());
+            if bytes > max_bytes {
+                let error = RerankError::TooLarge(format!(
+                    "the stream's messages carry more than {max_bytes} bytes of text, the most \
+                     one re-rank may (--max-body-bytes): split it into several calls"
                 ));
                 service.record_refused(error.kind());
                 return Err(status(error, &id));
@@ -209,7 +225,13 @@ impl pb::rerank_server::Rerank for GrpcTei {
                     Ok::<_, Status>((texts, outcome))
                 }
             });
-        let outcomes = join_all(runs).instrument(span).await;
+        // A few groups at a time, so that a stream of many distinct queries does not take
+        // every admission slot at once.
+        let outcomes: Vec<_> = futures::stream::iter(runs)
+            .buffered(GROUPS_AT_ONCE)
+            .collect()
+            .instrument(span)
+            .await;
         let mut ranks = Vec::with_capacity(count as usize);
         let mut sums = pb::Metadata::default();
         let (mut provider, mut weighted) = (String::new(), [0.0f64; 3]);
