@@ -1,6 +1,7 @@
 //! `--otlp-endpoint`: the binary exports each request's spans to an OTLP/gRPC collector, here
 //! an in-process receiver (opentelemetry-proto's own `TraceService`) on loopback.
-//! HTTP and gRPC requests that carry a W3C `traceparent` come back as children of the
+//! HTTP and gRPC requests (`rradistill.v1` and TEI's `tei.v1`, each under its own span name)
+//! that carry a W3C `traceparent` come back as children of the
 //! caller's span, with the pipeline's `rerank`, `tokenize` and `score` spans inside; a
 //! collector that is down costs requests nothing; an endpoint that is not a URI stops
 //! start-up with a message naming the flag.
@@ -22,6 +23,8 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use rradistill::grpc::pb::rerank_client::RerankClient;
 use rradistill::grpc::pb::RerankRequest;
+use rradistill::grpc::tei::pb::rerank_client::RerankClient as TeiRerankClient;
+use rradistill::grpc::tei::pb::RerankRequest as TeiRerankRequest;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -251,6 +254,26 @@ async fn request_spans_reach_the_collector_inside_the_callers_trace() {
     assert_eq!(root.trace_id, TRACE_ID);
     assert_eq!(root.parent_span_id, CALLER_SPAN_ID);
     check_pipeline(&root, &pipeline, 4);
+
+    // TEI's gRPC: the same, under TEI's service name.
+    let mut tei = TeiRerankClient::connect(service.grpc_base.clone())
+        .await
+        .unwrap();
+    let mut call = tonic::Request::new(TeiRerankRequest {
+        query: "tuple versus list".into(),
+        texts: common::documents(2, 4),
+        ..Default::default()
+    });
+    call.metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    call.metadata_mut()
+        .insert("x-request-id", "otlp-tei-1".parse().unwrap());
+    tei.rerank(call).await.unwrap();
+    let (root, pipeline) = trace_of(&mut exports, &mut seen, "otlp-tei-1").await;
+    assert_eq!(root.name, "tei.v1.Rerank/Rerank");
+    assert_eq!(root.trace_id, TRACE_ID);
+    assert_eq!(root.parent_span_id, CALLER_SPAN_ID);
+    check_pipeline(&root, &pipeline, 2);
 
     // Without a `traceparent`, a request starts a trace of its own.
     let response = reqwest::Client::new()
