@@ -4,10 +4,10 @@
 //! fingerprint (a hash of the model folder's manifest, tokenizer and graph), query, document
 //! text and how the document is truncated (and in how many chunks it may be read). A reloaded
 //! or replaced model therefore never sees the old one's entries, even under the same version
-//! string. Keys and values are fixed-size (16 + 12
-//! bytes plus moka's overhead), so bounding entries bounds bytes; entries also expire after
-//! a TTL. Capacity 0 disables the cache. Stored is the raw score; the activation is applied
-//! per request, so `raw_scores` requests share entries with the others.
+//! string. Keys and values are fixed-size (16 + 12 bytes plus moka's overhead), so bounding
+//! entries bounds bytes; entries also expire after a TTL. Capacity 0 disables the cache.
+//! Stored is the raw score; the activation is applied per request, so `raw_scores` requests
+//! share entries with the others.
 
 use std::time::Duration;
 

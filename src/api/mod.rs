@@ -49,7 +49,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::ApiKeys;
-use crate::rerank::{Limits, RerankError, RerankJob, RerankOutcome, RerankService};
+use crate::rerank::{Limits, PairMeans, RerankError, RerankJob, RerankOutcome, RerankService};
 
 pub use error::{ApiError, Dialect, ErrorBody, TeiErrorBody};
 
@@ -314,30 +314,59 @@ pub fn add_outcome_headers(response: &mut Response, outcome: &RerankOutcome) {
     }
 }
 
-/// TEI's headers, as TEI computes them: `x-compute-time` and `x-total-time` are the time in
-/// the service, and the queue, tokenization and inference times are means over the scored
-/// pairs (TEI reports each text's own, averaged), in whole milliseconds.
+/// What TEI reports of a re-rank, in its headers (REST) and its gRPC `Metadata`, as TEI
+/// computes it: the time in the service, and the queue, tokenization and inference times as
+/// means over the scored pairs (TEI reports each text's own, averaged).
+#[derive(Debug, Clone, Default)]
+pub struct TeiTiming {
+    pub provider: String,
+    pub total_ms: f64,
+    pub characters: usize,
+    pub tokens: usize,
+    pub means: PairMeans,
+}
+
+impl TeiTiming {
+    pub fn of(outcome: &RerankOutcome) -> TeiTiming {
+        TeiTiming {
+            provider: outcome.execution_provider.clone(),
+            total_ms: outcome.meta.total_ms,
+            characters: outcome.meta.input_characters,
+            tokens: outcome.meta.input_tokens,
+            means: outcome.pair_means,
+        }
+    }
+
+    /// TEI's headers (`x-compute-time`, `x-queue-time`, ...), times in whole milliseconds.
+    pub fn headers(&self) -> [(&'static str, String); 8] {
+        let ms = |v: f64| format!("{}", v.round() as u64);
+        [
+            ("x-compute-type", self.provider.clone()),
+            ("x-compute-time", ms(self.total_ms)),
+            ("x-compute-characters", self.characters.to_string()),
+            ("x-compute-tokens", self.tokens.to_string()),
+            ("x-total-time", ms(self.total_ms)),
+            ("x-tokenization-time", ms(self.means.tokenization_ms)),
+            ("x-queue-time", ms(self.means.queue_ms)),
+            ("x-inference-time", ms(self.means.inference_ms)),
+        ]
+    }
+}
+
+/// TEI's headers ([`TeiTiming`]), and the request's cache hits and documents cut.
 fn add_timing_headers(response: &mut Response, outcome: &RerankOutcome) {
     let meta = &outcome.meta;
-    let means = &outcome.pair_means;
     let headers = response.headers_mut();
-    let mut put = |name: &'static str, value: String| {
+    let ours = [
+        ("x-cache-hits", meta.cache_hits.to_string()),
+        (
+            "x-documents-truncated",
+            meta.documents_truncated.to_string(),
+        ),
+    ];
+    for (name, value) in TeiTiming::of(outcome).headers().into_iter().chain(ours) {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(HeaderName::from_static(name), value);
         }
-    };
-    let ms = |v: f64| format!("{}", v.round() as u64);
-    put("x-compute-type", outcome.execution_provider.clone());
-    put("x-compute-time", ms(meta.total_ms));
-    put("x-compute-characters", meta.input_characters.to_string());
-    put("x-compute-tokens", meta.input_tokens.to_string());
-    put("x-total-time", ms(meta.total_ms));
-    put("x-tokenization-time", ms(means.tokenization_ms));
-    put("x-queue-time", ms(means.queue_ms));
-    put("x-inference-time", ms(means.inference_ms));
-    put("x-cache-hits", meta.cache_hits.to_string());
-    put(
-        "x-documents-truncated",
-        meta.documents_truncated.to_string(),
-    );
+    }
 }

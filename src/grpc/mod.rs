@@ -102,13 +102,17 @@ impl TryFrom<pb::RerankRequest> for RerankJob {
     }
 }
 
+/// Milliseconds as whole nanoseconds, the unit of both interfaces' times.
+fn nanos(ms: f64) -> u64 {
+    (ms * 1e6).round() as u64
+}
+
 fn response_from(
     id: String,
     outcome: RerankOutcome,
     documents: &[String],
     return_documents: bool,
 ) -> pb::RerankResponse {
-    let ns = |ms: f64| (ms * 1e6).round() as u64;
     let m = &outcome.meta;
     let assignment = outcome.assignment;
     pb::RerankResponse {
@@ -130,10 +134,10 @@ fn response_from(
             documents_truncated: m.documents_truncated as u32,
             cache_hits: m.cache_hits as u32,
             batches: m.batches as u32,
-            queue_time_ns: ns(m.queue_ms),
-            tokenization_time_ns: ns(m.tokenization_ms),
-            inference_time_ns: ns(m.inference_ms),
-            total_time_ns: ns(m.total_ms),
+            queue_time_ns: nanos(m.queue_ms),
+            tokenization_time_ns: nanos(m.tokenization_ms),
+            inference_time_ns: nanos(m.inference_ms),
+            total_time_ns: nanos(m.total_ms),
             model_version: outcome.model_version,
         }),
         experiment: assignment

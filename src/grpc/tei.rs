@@ -27,8 +27,9 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use super::{call_span, checked_rerank, status};
-use crate::rerank::{JobSpec, RerankError, RerankOutcome, RerankService};
+use super::{call_span, checked_rerank, nanos, status};
+use crate::api::TeiTiming;
+use crate::rerank::{JobSpec, RerankError, RerankService};
 
 pub mod pb {
     tonic::include_proto!("tei.v1");
@@ -57,45 +58,22 @@ fn job(query: String, texts: Vec<String>, truncate: bool, raw_scores: bool) -> J
     }
 }
 
-fn nanos(ms: f64) -> u64 {
-    (ms * 1e6).round().max(0.0) as u64
-}
-
-/// TEI's `Metadata` of one re-rank.
-fn metadata(outcome: &RerankOutcome) -> pb::Metadata {
-    let meta = &outcome.meta;
-    let means = &outcome.pair_means;
+/// TEI's `Metadata` of what [`TeiTiming`] reports.
+fn metadata(timing: &TeiTiming) -> pb::Metadata {
     pb::Metadata {
-        compute_chars: meta.input_characters as u32,
-        compute_tokens: meta.input_tokens as u32,
-        total_time_ns: nanos(meta.total_ms),
-        tokenization_time_ns: nanos(means.tokenization_ms),
-        queue_time_ns: nanos(means.queue_ms),
-        inference_time_ns: nanos(means.inference_ms),
+        compute_chars: timing.characters as u32,
+        compute_tokens: timing.tokens as u32,
+        total_time_ns: nanos(timing.total_ms),
+        tokenization_time_ns: nanos(timing.means.tokenization_ms),
+        queue_time_ns: nanos(timing.means.queue_ms),
+        inference_time_ns: nanos(timing.means.inference_ms),
     }
 }
 
-/// TEI's timing headers (`x-compute-time`, `x-queue-time`, ...; milliseconds) as gRPC
-/// response metadata, as TEI sends them.
-fn timing_headers(metadata: &pb::Metadata, provider: &str) -> MetadataMap {
+/// TEI's timing headers as gRPC response metadata, as TEI sends them.
+fn timing_headers(timing: &TeiTiming) -> MetadataMap {
     let mut map = MetadataMap::new();
-    let ms = |ns: u64| (ns as f64 / 1e6).round() as u64;
-    for (name, value) in [
-        ("x-compute-type", provider.to_string()),
-        ("x-compute-time", ms(metadata.total_time_ns).to_string()),
-        ("x-compute-characters", metadata.compute_chars.to_string()),
-        ("x-compute-tokens", metadata.compute_tokens.to_string()),
-        ("x-total-time", ms(metadata.total_time_ns).to_string()),
-        (
-            "x-tokenization-time",
-            ms(metadata.tokenization_time_ns).to_string(),
-        ),
-        ("x-queue-time", ms(metadata.queue_time_ns).to_string()),
-        (
-            "x-inference-time",
-            ms(metadata.inference_time_ns).to_string(),
-        ),
-    ] {
+    for (name, value) in timing.headers() {
         if let Ok(value) = MetadataValue::try_from(value) {
             map.insert(name, value);
         }
@@ -141,13 +119,12 @@ impl pb::rerank_server::Rerank for GrpcTei {
                 score: r.score,
             })
             .collect();
-        let metadata = metadata(&outcome);
-        let headers = timing_headers(&metadata, &outcome.execution_provider);
+        let timing = TeiTiming::of(&outcome);
         Ok(Response::from_parts(
-            headers,
+            timing_headers(&timing),
             pb::RerankResponse {
                 ranks,
-                metadata: Some(metadata),
+                metadata: Some(metadata(&timing)),
             },
             Default::default(),
         ))
@@ -233,22 +210,19 @@ impl pb::rerank_server::Rerank for GrpcTei {
             .instrument(span)
             .await;
         let mut ranks = Vec::with_capacity(count as usize);
-        let mut sums = pb::Metadata::default();
-        let (mut provider, mut weighted) = (String::new(), [0.0f64; 3]);
+        // The groups' figures together: counts summed, per-text means weighted by texts.
+        let mut timing = TeiTiming::default();
+        let texts_in_all = f64::from(count);
         for result in outcomes {
             let (texts, outcome) = result?;
-            let m = metadata(&outcome);
-            sums.compute_chars += m.compute_chars;
-            sums.compute_tokens += m.compute_tokens;
-            let n = texts.len() as f64;
-            for (sum, value) in weighted.iter_mut().zip([
-                m.tokenization_time_ns,
-                m.queue_time_ns,
-                m.inference_time_ns,
-            ]) {
-                *sum += value as f64 * n;
-            }
-            provider = outcome.execution_provider.clone();
+            let group = TeiTiming::of(&outcome);
+            let share = texts.len() as f64 / texts_in_all;
+            timing.characters += group.characters;
+            timing.tokens += group.tokens;
+            timing.means.tokenization_ms += group.means.tokenization_ms * share;
+            timing.means.queue_ms += group.means.queue_ms * share;
+            timing.means.inference_ms += group.means.inference_ms * share;
+            timing.provider = group.provider;
             ranks.extend(outcome.results.iter().map(|r| {
                 let message = &texts[r.index];
                 pb::Rank {
@@ -258,17 +232,12 @@ impl pb::rerank_server::Rerank for GrpcTei {
                 }
             }));
         }
-        let per_text = |sum: f64| (sum / f64::from(count.max(1))).round() as u64;
-        sums.total_time_ns = started.elapsed().as_nanos() as u64;
-        sums.tokenization_time_ns = per_text(weighted[0]);
-        sums.queue_time_ns = per_text(weighted[1]);
-        sums.inference_time_ns = per_text(weighted[2]);
-        let headers = timing_headers(&sums, &provider);
+        timing.total_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(Response::from_parts(
-            headers,
+            timing_headers(&timing),
             pb::RerankResponse {
                 ranks: sorted(ranks),
-                metadata: Some(sums),
+                metadata: Some(metadata(&timing)),
             },
             Default::default(),
         ))
