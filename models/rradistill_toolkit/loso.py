@@ -133,7 +133,7 @@ def main(argv=None) -> None:
         res.update({"sources": sources, "train_queries": cfg["queries"], "steps": cfg["steps"]})
         result.setdefault("families", {})[family] = res
         result["settings"] = {k: getattr(args, k) for k in ("student", "max_queries", "candidates", "epochs",
-                                                           "freeze_layers", "lr", "head_lr", "tcl_weight",
+                                                           "freeze_layers", "tower_layers", "lr", "head_lr", "tcl_weight",
                                                            "max_length", "query_length", "eval_queries")}
         result["settings"]["tcl"] = not args.no_tcl
         write_json(out_path, result)

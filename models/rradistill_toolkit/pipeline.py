@@ -156,6 +156,7 @@ def late(a) -> None:
         if not os.path.exists(f"{out}/train_config.json"):
             todo.append(["train", "--student", "late", "--data", data, "--labels", teacher_labels, "--out", out,
                          "--max-queries", str(a.train_queries), "--freeze-layers", str(a.freeze_layers),
+                         "--tower-layers", str(a.tower_layers),
                          "--lr", str(a.lr), "--head-lr", str(a.head_lr), "--threads", "1", *extra])
     run_parallel(todo)
     outs = {"rra-bert-m": a.out, "rra-bert-m-no-tcl": a.out + "-no-tcl"}
@@ -176,7 +177,8 @@ def late(a) -> None:
          f"rra-bert-mini-0.5.0={prev}", "--teacher", "e5", "--out", f"{w}/ood.json"], skip_if=f"{w}/ood.json")
     if not a.skip_loso:
         run(["loso", "--data", data, "--labels", teacher_labels, "--prerank", pre, "--out", f"{w}/loso",
-             "--max-queries", str(a.loso_queries), "--eval-queries", str(a.loso_eval_queries), "--freeze-layers", str(a.freeze_layers), "--lr", str(a.lr),
+             "--max-queries", str(a.loso_queries), "--eval-queries", str(a.loso_eval_queries), "--freeze-layers", str(a.freeze_layers),
+             "--tower-layers", str(a.tower_layers), "--lr", str(a.lr),
              "--head-lr", str(a.head_lr)])
     run([str(REPO_ROOT / "benches" / "students.py"), "--model", f"rra-bert-mini-0.5.0={prev}",
          "--model", f"rra-bert-m={outs['rra-bert-m']}", "--pairs", "ood", "heldout", "--heldout-queries", "20", "--rounds", "3", "--json", f"{w}/cost.json"],
@@ -268,6 +270,7 @@ def main(argv=None) -> None:
     ap.add_argument("--skip-teacher-comparison", action="store_true")
     ap.add_argument("--train-queries", type=int, default=600, help="training queries per student (0: all)")
     ap.add_argument("--freeze-layers", type=int, default=6)
+    ap.add_argument("--tower-layers", type=int, default=0, help="late: the base's first N tower layers (0: all 12)")
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--head-lr", type=float, default=5e-4)
     ap.add_argument("--loso-queries", type=int, default=150, help="training queries of each leave-one-out run")

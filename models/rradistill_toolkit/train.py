@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-length", type=int, default=None, help="the window (document window for late)")
     ap.add_argument("--query-length", type=int, default=160, help="late: the query window")
     ap.add_argument("--freeze-layers", type=int, default=6, help="late: tower layers kept as the base left them")
+    ap.add_argument("--tower-layers", type=int, default=0,
+                    help="late: keep the base's first N tower layers (0: all 12); the towers' depth is the cost per pair")
     ap.add_argument("--scale", type=float, default=late_student.DEFAULT_SCALE,
                     help="late: initial scale of the dense match")
     ap.add_argument("--no-bf16", dest="bf16", action="store_false",

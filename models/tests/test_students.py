@@ -499,3 +499,42 @@ def test_simplify_command_refuses_to_rewrite_its_own_reference(tmp_path):
     with pytest.raises(SystemExit, match="--out must be a new folder"):
         simplify.simplify_folder(str(folder), str(folder))
     assert (folder / "model.onnx").read_bytes() == before
+
+
+def test_a_shallower_student_keeps_the_first_layers_and_reloads_as_trained(tmp_path):
+    """``--tower-layers N``: the towers are the base's first N layers, the interaction layer
+    starts as the last kept, and the saved folder reloads at that depth with the same scores."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from rradistill_toolkit.students import late
+
+    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64, pad_token_id=1)
+    torch.manual_seed(0)
+    encoder = BertModel(cfg, add_pooling_layer=False)
+    third = {k: v.clone() for k, v in encoder.encoder.layer[2].state_dict().items()}
+    late.keep_layers(encoder, 0)
+    late.keep_layers(encoder, 9)
+    assert len(encoder.encoder.layer) == 4, "0, or more than the base has, keeps every layer"
+    with pytest.raises(ValueError, match="at least one"):
+        late.keep_layers(encoder, -1)
+    late.keep_layers(encoder, 3)
+    assert len(encoder.encoder.layer) == 3 and encoder.config.num_hidden_layers == 3
+    scorer = late.LateScorer(encoder)
+    for k, v in scorer.interaction.state_dict().items():
+        assert torch.equal(v, third[k]), f"the interaction layer starts as the last kept layer ({k})"
+    with torch.no_grad():
+        scorer.head.weight.normal_(0, 0.5)
+    scorer.eval()
+    feed = {"query_ids": torch.tensor([[0, 5, 6, 2]]), "query_mask": torch.ones(1, 4, dtype=torch.long),
+            "input_ids": torch.tensor([[0, 7, 8, 9, 2], [0, 10, 2, 1, 1]]),
+            "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]),
+            "query_index": torch.tensor([0, 0])}
+    with torch.no_grad():
+        before = scorer(**feed)
+    late.save_late(late.LateStudent(scorer, use_tcl=False), tmp_path, {"tower_layers": 3})
+    reloaded = late.load_late(tmp_path)
+    assert len(reloaded.encoder.encoder.layer) == 3
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**feed), before, atol=1e-6)

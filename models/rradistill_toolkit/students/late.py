@@ -176,7 +176,8 @@ class Student:
 
     ``--freeze-layers N`` keeps the word embeddings and the first N tower layers as e5 left
     them: what the student knew of both languages before it saw our corpora stays, and the
-    backward pass stops N layers earlier.
+    backward pass stops N layers earlier. ``--tower-layers N`` keeps only the base's first N
+    layers (``keep_layers``): a shallower, cheaper student.
     """
 
     kind = KIND
@@ -193,6 +194,8 @@ class Student:
         from transformers import BertModel
 
         encoder = BertModel.from_pretrained(self.base, add_pooling_layer=False, attn_implementation="sdpa")
+        keep_layers(encoder, self.args.tower_layers)
+        self.tower_layers = len(encoder.encoder.layer)
         model = LateStudent(LateScorer(encoder, scale=self.args.scale), use_tcl=not self.args.no_tcl)
         encoder.embeddings.requires_grad_(False)
         for layer in encoder.encoder.layer[: self.args.freeze_layers]:
@@ -219,7 +222,21 @@ class Student:
     def config(self) -> dict:
         return {"base": "multilingual-e5-small", "max_length": self.args.max_length,
                 "query_length": self.args.query_length, "freeze_layers": self.args.freeze_layers,
+                "tower_layers": self.tower_layers,
                 "scale_init": self.args.scale, "bf16": self.args.bf16}
+
+
+def keep_layers(encoder, n: int) -> None:
+    """Keep the first ``n`` tower layers (0: all). A document's cost is its tower's, so the
+    towers' depth is the student's cost per pair; the interaction layer, built after this,
+    starts as the last layer kept. The saved config says how many, so the folder reloads."""
+    layers = encoder.encoder.layer
+    if not n or n >= len(layers):
+        return
+    if n < 1:
+        raise ValueError(f"--tower-layers {n}: keep at least one layer")
+    encoder.encoder.layer = layers[:n]
+    encoder.config.num_hidden_layers = n
 
 
 def save_late(model: LateStudent, out_dir, config: dict) -> None:
