@@ -12,6 +12,8 @@ rerun alone (``python -m rradistill_toolkit.STAGE --help``):
     labels      listwise teacher labels (OpenAI-compatible endpoint, local GGUF LLM served
                 on loopback, local scoring models, committees), resumable
     rationales  an explainer's reasons for the teacher's ranking (RRA-GPT's L_reason)
+    shallow     a shallower tower for RRA-BERT-m (the base's first N layers) taught the full
+                tower's embedding on corpus text, a base for ``train --base``
     train       the one training loop for every student in ``students/`` (late: RRA-BERT-m;
                 encoder: RRA-BERT with Token Selection + Term Control Layer; decoder: RRA-GPT)
     export      ONNX, parity, vocabulary trim, weight-only int8 (static or dynamic on

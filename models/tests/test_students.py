@@ -538,3 +538,37 @@ def test_a_shallower_student_keeps_the_first_layers_and_reloads_as_trained(tmp_p
     assert len(reloaded.encoder.encoder.layer) == 3
     with torch.no_grad():
         assert torch.allclose(reloaded(**feed), before, atol=1e-6)
+
+
+def test_a_shallow_tower_learns_the_embeddings_it_is_taught(e5):
+    """Stage 5a's loop: a two-layer tower, taught texts with target embeddings (here arbitrary
+    unit vectors, each kept with its text through the length-sorted batches), ends much closer
+    to them than it started; the frozen word embeddings do not move."""
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import BertConfig, BertModel
+
+    from rradistill_toolkit import shallow
+    from rradistill_toolkit.students import late
+
+    cfg = BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64, pad_token_id=1)
+    torch.manual_seed(0)
+    tower = BertModel(cfg, add_pooling_layer=False)
+    late.keep_layers(tower, 2)
+    tower.embeddings.requires_grad_(False)
+    words = tower.embeddings.word_embeddings.weight.detach().clone()
+    tok = Tokenizer.from_file(str(e5 / "tokenizer.json"))
+    texts = ["passage: " + t for t in SENTENCES_EN + SENTENCES_KO]
+    rng = np.random.default_rng(0)
+    targets = rng.normal(size=(len(texts), 32)).astype(np.float32)
+    targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    taught = shallow.batches(tok, texts, targets, 3, 48, seed=0)
+    assert sorted(len(ids) for ids, _, _ in taught) == [1, 3, 3]
+    before = shallow.mean_loss(tower.eval(), taught)
+    for epoch in range(40):
+        losses = shallow.distil(tower, shallow.batches(tok, texts, targets, 3, 48, seed=epoch), lr=3e-3, bf16=False)
+    after = shallow.mean_loss(tower, taught)
+    assert len(losses) == 3
+    assert after < 0.5 * before, (before, after)
+    assert torch.equal(tower.embeddings.word_embeddings.weight, words)
