@@ -113,9 +113,22 @@ def test_out_of_domain_evaluation_on_a_slice(tmp_path):
         assert r["contrarian"]["MRR"] == pytest.approx(1 / 6, abs=1e-4)
         bm25 = [ood.rank_of_relevant(ood.bm25_scores(c["query"], c["documents"]), c["relevant"]) for c in cases[lang]]
         assert r["BM25"]["ranks"] == bm25
+        longest = [1 + sum(len(d) >= len(c["documents"][c["relevant"]]) for i, d in enumerate(c["documents"])
+                           if i != c["relevant"]) for c in cases[lang]]
+        assert r[ood.LONGEST]["ranks"] == longest
     cmp = {(c["set"], c["a"], c["b"]): c for c in res["comparisons"]}
     assert cmp["en", "oracle", "BM25"]["mean_difference"] >= 0
     assert "| oracle |" in ood.table(res)
+
+
+def test_the_public_sets_relevant_passage_is_always_the_longest():
+    """Why ``ood`` reports ``longest first``: a length preference alone ranks these sets
+    perfectly. If the sets are ever replaced, this says whether the caveat still applies."""
+    from rradistill_toolkit import ood
+
+    res = ood.run({})
+    for lang in ood.SETS:
+        assert res["sets"][lang]["rankers"][ood.LONGEST]["MRR"] == 1.0
 
 
 def test_ood_bm25_matches_the_sets_own_checker():

@@ -220,7 +220,7 @@ class Student:
         save_late(model, out_dir, config)
 
     def config(self) -> dict:
-        return {"base": "multilingual-e5-small", "max_length": self.args.max_length,
+        return {"base": self.args.base or "multilingual-e5-small", "max_length": self.args.max_length,
                 "query_length": self.args.query_length, "freeze_layers": self.args.freeze_layers,
                 "tower_layers": self.tower_layers,
                 "scale_init": self.args.scale, "bf16": self.args.bf16}
