@@ -13,8 +13,10 @@
 # version by the full pipeline (`pipeline --tower-layers N`: LOSO, variants, card).
 #
 # A depth written N:F:shallow first teaches the N-layer tower the full tower's embedding
-# (stage 5a, `shallow`, F layers frozen) and trains the student from that base: the first N
-# layers alone, mean-pooled, rank worse than chance, so the plain N:F student starts there.
+# (stage 5a, `shallow`, its first N/2 layers frozen) and trains the student from that base,
+# F layers frozen (N: the tower stays the base's): the first N layers alone, mean-pooled, rank
+# worse than chance, so the plain N:F student starts there. A student is named
+# rra-bert-m-Nl[-fF][-shallow], the -fF only where F is not N/2.
 #
 # Each stage is skipped when its output exists, so an interrupted run continues. Needs the
 # toolkit's data (its first stages run here when missing) and a release build of the service.
@@ -38,11 +40,18 @@ stage assets --text
   --teacher scorer:e5 --split all --out "$labels"
 
 # Every depth trains at once, one thread each (on 2 cores, faster than one after the other).
-name_of() { local n="${1%%:*}"; [[ "$1" == *:shallow ]] && echo "rra-bert-m-${n}l-shallow" || echo "rra-bert-m-${n}l"; }
+name_of() {
+  local n f kind name
+  IFS=: read -r n f kind <<<"$1"
+  name="rra-bert-m-${n}l"
+  [ "$f" -ne $((n / 2)) ] && name+="-f$f"
+  [ "$kind" = shallow ] && name+="-shallow"
+  echo "$name"
+}
 for d in $depths; do
   [[ "$d" == *:shallow ]] || continue
-  IFS=: read -r n frozen _ <<<"$d"
-  [ -f "$x/shallow/e5-${n}l/shallow.json" ] || stage shallow --layers "$n" --freeze-layers "$frozen" \
+  n="${d%%:*}"
+  [ -f "$x/shallow/e5-${n}l/shallow.json" ] || stage shallow --layers "$n" --freeze-layers $((n / 2)) \
     --data "$data" --prerank "$pre" --cache-dir "$w/cache" --out "$x/shallow/e5-${n}l"
 done
 pids=()
