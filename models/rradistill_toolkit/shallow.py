@@ -36,12 +36,14 @@ from .common import WORK_DIR, iter_jsonl, load_corpus, load_queries, set_threads
 
 
 def embed(encoder, ids, mask):
-    """Mean-pooled, L2-normalized last states: e5's bi-encoder embedding."""
+    """Mean-pooled, L2-normalized last states: e5's bi-encoder embedding (the late student's
+    dense match reads its towers the same way)."""
     import torch
 
+    from .students.late import masked_mean
+
     h = encoder(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-    m = mask.unsqueeze(-1).float()
-    return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
+    return torch.nn.functional.normalize(masked_mean(h, mask), dim=-1)
 
 
 def batches(tokenizer, texts: list[str], targets: np.ndarray, size: int, window: int, seed: int):
