@@ -133,6 +133,9 @@ def run(args) -> dict:
         keep = set(q["qid"] for q in random.Random(args.seed).sample(queries, args.max_queries))
         queries = [q for q in queries if q["qid"] in keep]
     qids = [q["qid"] for q in queries]
+    if args.list_queries:  # the queries this run ranks, for a teacher to label alone
+        print("\n".join(qids))
+        return {"queries": len(qids)}
     lang = {q["qid"]: q["lang"] for q in queries}
 
     methods: dict[str, dict] = {}
@@ -299,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--common-queries", action="store_true", help="only queries every teacher labelled")
     ap.add_argument("--max-queries", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0, help="the --max-queries sample's seed")
+    ap.add_argument("--list-queries", action="store_true", help="print the qids this run would rank, and stop")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(WORK_DIR / "eval"))
     return ap

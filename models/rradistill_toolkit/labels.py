@@ -165,6 +165,8 @@ def main(argv=None) -> None:
     ap.add_argument("--sample", type=int, default=0, help="label a seeded random sample of N queries")
     ap.add_argument("--lang", default=None, choices=["en", "ko"], help="only queries in this language")
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--qids", default=None,
+                    help="label only the queries listed in this file, one qid a line (train --list-queries)")
     ap.add_argument("--base-url", default=None)
     ap.add_argument("--model", default=None)
     ap.add_argument("--gguf", default=None)
@@ -183,6 +185,10 @@ def main(argv=None) -> None:
     set_threads(args.threads)
     corpus = load_corpus(os.path.join(args.data, "corpus.jsonl"))
     queries = load_queries(os.path.join(args.data, "queries.jsonl"), args.split)
+    if args.qids:
+        with open(args.qids, encoding="utf-8") as f:
+            wanted = {line.strip() for line in f if line.strip()}
+        queries = [q for q in queries if q["qid"] in wanted]
     if args.lang:
         queries = [q for q in queries if q["lang"] == args.lang]
     if args.sample:
@@ -193,10 +199,11 @@ def main(argv=None) -> None:
         queries = queries[: args.limit]
     prerank = {r["qid"]: r for r in read_jsonl(args.prerank)}
     with open_teacher(args.teacher, args) as teacher:
-        if teacher.kind == "scorer":
-            qs = [q for q in queries if q["qid"] in prerank]
-            teacher.scorer.prepare([q["text"] for q in qs],
-                                   [corpus[c["doc_id"]] for q in qs for c in prerank[q["qid"]]["candidates"]])
+        if teacher.kind == "scorer":  # embed up front, one language at a time (a teacher may differ by language)
+            for lang in sorted({q["lang"] for q in queries}):
+                qs = [q for q in queries if q["qid"] in prerank and q["lang"] == lang]
+                teacher.scorer.prepare([q["text"] for q in qs],
+                                       [corpus[c["doc_id"]] for q in qs for c in prerank[q["qid"]]["candidates"]])
         workers = args.workers if teacher.kind == "llm" else 1
         run_labels(teacher, queries, prerank, corpus, args.out, workers=workers)
 

@@ -79,7 +79,8 @@ TEACHER_CANDIDATES_EN = ["scorer:mpnet", "scorer:minilm", "scorer:committee:e5+m
 
 
 def slug(teacher: str) -> str:
-    return teacher.split(":", 1)[1].replace(":", "_").replace("+", "-") if teacher.startswith("scorer:") else \
+    return teacher.split(":", 1)[1].replace(":", "_").replace("+", "-").replace(",", "_").replace("=", "-") \
+        if teacher.startswith("scorer:") else \
         {"local-llm": "smollm2", "openai": "openai"}.get(teacher, teacher)
 
 

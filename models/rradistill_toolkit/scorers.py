@@ -12,6 +12,8 @@ as offline teachers, behind one interface, ``Scorer.score(query, docs) -> list[f
   ``e5:FOLDER``: a tower saved in FOLDER read with e5's roles (stage 5a's shallow bases).
 - ``bm25``: the first stage's own score (read from the candidate record).
 - ``committee:a+b+...``: reciprocal-rank fusion (k=60) of the named scorers.
+- ``lang:ko=A,en=B``: each query scored by the scorer of its language (``ko`` when it has
+  Hangul, as the data stage detects it; ``en`` otherwise): a teacher chosen per language.
 
 Bi-encoders cache document embeddings per process (``doc_id`` keyed), so scoring the
 candidates of many queries encodes each document once.
@@ -156,11 +158,39 @@ class Committee(Scorer):
         return total.tolist()
 
 
+class ByLanguage(Scorer):
+    """Each query scored by its language's scorer (``lang:ko=e5,en=mpnet``)."""
+
+    def __init__(self, members: dict[str, Scorer]):
+        if "en" not in members:
+            raise ValueError("lang: needs an en= scorer, the one for queries without Hangul")
+        self.members = members
+        self.name = "lang:" + ",".join(f"{lang}={m.name}" for lang, m in members.items())
+
+    def member(self, query: str) -> Scorer:
+        from .data.text import detect_lang
+
+        return self.members.get(detect_lang(query), self.members["en"])
+
+    def prepare(self, queries, docs):
+        """Documents are not tied to queries here, so they go to every member that one of the
+        queries routes to: call it once per language to embed each document once."""
+        for m in {id(self.member(q)): self.member(q) for q in queries}.values():
+            m.prepare(queries, docs)
+
+    def score(self, query, docs):
+        return self.member(query).score(query, docs)
+
+
 def make_scorer(spec: str, threads: int = 2, cache_dir=None) -> Scorer:
     """``minilm`` | ``mpnet`` | ``e5`` | ``e5@N`` | ``e5:FOLDER`` | ``bm25`` | ``committee:mpnet+e5+...``
+    | ``lang:ko=e5,en=mpnet``
 
     ``cache_dir``: keep document embeddings on disk, so a committee reuses its members' work.
     """
+    if spec.startswith("lang:"):
+        routes = dict(part.split("=", 1) for part in spec.split(":", 1)[1].split(","))
+        return ByLanguage({lang: make_scorer(s, threads, cache_dir) for lang, s in routes.items()})
     if spec.startswith("committee:"):
         return Committee([make_scorer(s, threads, cache_dir) for s in spec.split(":", 1)[1].split("+")])
     scorer = _make_one(spec, threads)
@@ -189,7 +219,7 @@ def _make_one(spec: str, threads: int) -> Scorer:
         return BiEncoder(bases.e5_dir(), spec, layers=layers, **roles)
     if spec == "bm25":
         return BM25Field()
-    raise ValueError(f"unknown scorer {spec!r}: use minilm, mpnet, e5, e5@N, e5:FOLDER, bm25 or committee:a+b")
+    raise ValueError(f"unknown scorer {spec!r}: use minilm, mpnet, e5, e5@N, e5:FOLDER, bm25 committee:a+b or lang:ko=A,en=B")
 
 
 def timed_ms_per_pair(fn, n_pairs: int) -> tuple[object, float]:

@@ -116,6 +116,9 @@ def train(args) -> dict:
     queries = {q["qid"]: q for q in load_queries(os.path.join(args.data, "queries.jsonl"), "train")
                if not args.exclude_sources or q["source"] not in args.exclude_sources}
     ds = ListwiseDataset(args.labels, corpus, queries, args.max_queries, args.seed)
+    if args.list_queries:  # what this run would train on, for a teacher to label alone
+        print("\n".join(it["qid"] for it in ds.items))
+        return {"queries": len(ds)}
     if not len(ds):
         raise SystemExit(f"no trainable queries in {args.labels} (train split, with a ranked document)")
     student = STUDENTS[args.student](args)
@@ -229,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--save-every", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--list-queries", action="store_true",
+                    help="print the qids this run would train on (the --max-queries sample), and stop")
     dec = ap.add_argument_group("decoder (RRA-GPT)")
     dec.add_argument("--rationales", default=None, help="default: <labels>.rationales.jsonl (needed when --beta > 0)")
     dec.add_argument("--init", default="gguf", choices=["gguf", "tiny"], help="SmolLM2 from its GGUF, or a tiny random Llama")

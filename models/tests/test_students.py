@@ -572,3 +572,19 @@ def test_a_shallow_tower_learns_the_embeddings_it_is_taught(e5):
     assert len(losses) == 3
     assert after < 0.5 * before, (before, after)
     assert torch.equal(tower.embeddings.word_embeddings.weight, words)
+
+
+def test_a_teacher_by_language_scores_each_query_with_its_language_s_scorer(e5):
+    import pytest
+
+    from rradistill_toolkit.scorers import make_scorer
+
+    docs = [{"doc_id": str(i), "text": d, "bm25": float(i)} for i, d in enumerate(SENTENCES_EN[1:] + SENTENCES_KO)]
+    routed = make_scorer("lang:ko=e5,en=bm25")
+    assert routed.name == "lang:ko=e5,en=bm25"
+    routed.prepare([SENTENCES_KO[0]], docs)
+    # a query with Hangul goes to e5, any other to the first stage's score
+    assert routed.score(SENTENCES_KO[0], docs) == make_scorer("e5").score(SENTENCES_KO[0], docs)
+    assert routed.score(SENTENCES_EN[0], docs) == [d["bm25"] for d in docs]
+    with pytest.raises(ValueError, match="en="):
+        make_scorer("lang:ko=bm25")
