@@ -19,7 +19,9 @@ Teachers (``--teacher``):
   ``local-llm``         a GGUF LLM (``--gguf``, default SmolLM2-135M-Instruct) served by
                         ``llm_server`` on loopback and called over the same protocol
   ``scorer:SPEC``       a local scoring model, SPEC as in ``scorers.make_scorer``
-                        (``mpnet``, ``e5``, ``committee:mpnet+e5``...)
+                        (``mpnet``, ``e5``, ``committee:mpnet+e5``, ``lang:ko=e5,en=mpnet``...)
+``--qids FILE`` labels only the listed queries (``train --list-queries``, ``evaluate
+--list-queries``): what a run reads, when a teacher is too slow for every query.
 Concurrency (``--workers``), retries (``--retries``) and a rate limit (``--rate`` calls/s)
 apply to endpoint teachers.
 

@@ -23,6 +23,11 @@ Also always ``longest first`` (documents by length in characters, the longest fi
 public sets the relevant passage is the longest of its case in all 50 cases, so this baseline
 reads MRR 1.0 there, and a ranker that prefers long documents gains on these sets what it
 would not on real traffic. Read every ranker beside it, and beside the in-domain figures.
+So every run is also made on the sets with length taken away (``equal_length`` in the JSON,
+the second table): each case's documents cut to its shortest document's length in characters
+(at the last space before it), so what a ranker reads is each passage's opening, all of one
+length. The cut may take the answer out of a passage, so these figures are a control, read
+side by side (who loses most when length is gone), not a second score to beat.
 
 Usage: python -m rradistill_toolkit.ood --student rra-bert-m=models/rra-bert-m \
            [--service http://127.0.0.1:8080 --service-model rra-bert-m] --out models/work/ood.json
@@ -83,6 +88,21 @@ def bm25_scores(query: str, documents: list[str]) -> list[float]:
 
 
 LONGEST = "longest first"
+
+
+def equal_length(case: dict) -> dict:
+    """The case with every document cut to its shortest document's length in characters, at
+    the last space before the cut where there is one."""
+    limit = min(len(d) for d in case["documents"])
+
+    def cut(doc: str) -> str:
+        if len(doc) <= limit:
+            return doc
+        head = doc[:limit]
+        space = head.rfind(" ")
+        return head[:space] if space > 0 else head
+
+    return {**case, "documents": [cut(d) for d in case["documents"]]}
 
 
 def rank_of_relevant(scores, relevant: int) -> int:
@@ -193,11 +213,13 @@ def teacher_ranker(spec: str, threads: int = 2):
     return rank
 
 
-def run(rankers: dict, sets: dict | None = None) -> dict:
+def run(rankers: dict, sets: dict | None = None, cut_to_equal_length: bool = False) -> dict:
     sets = sets or SETS
     result = {"sets": {}, "comparisons": []}
     for lang, path in sets.items():
         cases = load_set(path)
+        if cut_to_equal_length:
+            cases = [equal_length(c) for c in cases]
         entry = {"file": os.path.basename(str(path)), "cases": len(cases), "rankers": {}}
         ranks = {"BM25": [rank_of_relevant(bm25_scores(c["query"], c["documents"]), c["relevant"]) for c in cases],
                  LONGEST: [rank_of_relevant([len(d) for d in c["documents"]], c["relevant"]) for c in cases]}
@@ -261,9 +283,11 @@ def main(argv=None) -> None:
             for name in served:  # through the service, under the names it serves them by
                 rankers[name] = service_ranker(base, name)
         result = run(rankers)
+        result["equal_length"] = run(rankers, cut_to_equal_length=True)
     result["through_service"] = sorted(served) if args.service_binary else []
     write_json(args.out, result)
     print(table(result))
+    print("Each case's documents cut to its shortest one's length:\n" + table(result["equal_length"]))
     print(f"ood: wrote {args.out}", file=sys.stderr)
 
 

@@ -131,6 +131,27 @@ def test_the_public_sets_relevant_passage_is_always_the_longest():
         assert res["sets"][lang]["rankers"][ood.LONGEST]["MRR"] == 1.0
 
 
+def test_equal_length_takes_the_length_preference_away():
+    """The control run: every document cut to its case's shortest, at a word, so a length
+    preference no longer finds the relevant passage; rankers are handed the cut documents."""
+    from rradistill_toolkit import ood
+
+    for path in ood.SETS.values():
+        for case in ood.load_set(path):
+            cut = ood.equal_length(case)
+            shortest = min(len(d) for d in case["documents"])
+            assert cut["query"] == case["query"] and cut["relevant"] == case["relevant"]
+            for before, after in zip(case["documents"], cut["documents"]):
+                assert before.startswith(after) and 0 < len(after) <= shortest
+                assert after == before or before[len(after)] == " " or len(after) == shortest
+    seen = []
+    res = ood.run({"reader": lambda q, docs: seen.extend(docs) or [0.0] * len(docs)}, cut_to_equal_length=True)
+    cases = [ood.equal_length(c) for p in ood.SETS.values() for c in ood.load_set(p)]
+    assert seen == [d for c in cases for d in c["documents"]]
+    for lang in ood.SETS:
+        assert res["sets"][lang]["rankers"][ood.LONGEST]["MRR"] < 0.5
+
+
 def test_ood_bm25_matches_the_sets_own_checker():
     """The sets' own checker (shipped beside them, unchanged) and ours agree on every case."""
     import importlib.util
