@@ -23,14 +23,16 @@ RRA-BERT-m (the default):
   export      calibrated (Platt), vocabulary trimmed to the served scripts, weight-only int8
               (the fp32 and dynamic-int8 variants kept in the work folder for comparison)
   evaluate    held-out queries (a seeded sample of ``--eval-queries``) per language and per source, against ground truth and the
-              teacher, beside BM25, the teacher, the ablation, the int8 variants and the
-              previous version (rra-bert-mini 0.5.0, taken from the git history)
+              teacher, beside BM25, the teacher, the ablation, the int8 variants, the
+              committed version it would replace (``CURRENT``, rra-bert-m 0.6.2) and
+              rra-bert-mini 0.5.0 (the cost yardstick), both taken from the git history
   ood         the dev sets through the running service (the release binary, on loopback)
   loso        leave-one-source-out: each family held out of a reduced training run
-  cost        ``benches/students.py``: ms per pair side by side with the previous version
+  cost        ``benches/students.py``: ms per pair side by side with rra-bert-mini 0.5.0 and
+              the committed version
   ship        the rule fixed before the run (``ship_decision``): the new version ships only
-              if it beats the previous one out-of-domain in both languages without losing
-              in-domain (held-out NDCG@10 not lower, paired interval)
+              if it beats the committed one (``CURRENT``) out-of-domain in both languages
+              without losing in-domain (held-out NDCG@10 not lower, paired interval)
   card        ``card``: README.md from the folder's own artefacts, for both folders
 
 A new graph for trained weights (``--regraph [NAME]``, how rra-bert-m 0.6.1 and 0.6.2 and its
@@ -63,7 +65,9 @@ import sys
 
 from .common import MODELS_DIR, REPO_ROOT, WORK_DIR
 
-PREVIOUS = ("6d44dba", "models/rra-bert-mini", "rra-bert-mini 0.5.0")
+PREVIOUS = ("6d44dba", "models/rra-bert-mini", "rra-bert-mini 0.5.0")  # the cost yardstick (issue 14)
+# The committed default student: a newly trained RRA-BERT-m ships only if it beats this one.
+CURRENT = ("dcb4bb7", "models/rra-bert-m", "rra-bert-m 0.6.2")
 # The last trained version of each RRA-BERT-m folder: ``--regraph NAME`` makes the next one
 # from it; and the folder the twin is compared with (its card's TCL ablation).
 TRAINED = {
@@ -166,27 +170,31 @@ def late(a) -> None:
              "--labels", teacher_labels, "--name", name, "--version", a.version,
              *(["--variants"] if name == "rra-bert-m" else [])],
             skip_if=f"{outs[name]}/export_report.json")
-    prev = previous_version(w)
+    prev, cur = previous_version(w), previous_version(w, CURRENT)
+    prev_name, cur_name = (v[2].replace(" ", "-") for v in (PREVIOUS, CURRENT))
     variants = f"{students['rra-bert-m']}/onnx/variants"
     run(["evaluate", "--data", data, "--prerank", pre, "--labels", *[f"{k}={v}" for k, v in test_labels.items()],
          "--reference", slug(a.teacher), "--student", f"rra-bert-m={outs['rra-bert-m']}",
          f"rra-bert-m-no-tcl={outs['rra-bert-m-no-tcl']}", f"rra-bert-m-fp32={variants}/fp32",
-         f"rra-bert-m-int8-dynamic={variants}/dynamic", f"{PREVIOUS[2].replace(' ', '-')}={prev}",
+         f"rra-bert-m-int8-dynamic={variants}/dynamic", f"{cur_name}={cur}", f"{prev_name}={prev}",
          "--max-queries", str(a.eval_queries), "--out", f"{w}/eval"], skip_if=f"{w}/eval/eval.json")
     run(["ood", "--service-binary", str(REPO_ROOT / "target/release/rradistill"),
          "--serve", f"rra-bert-m={outs['rra-bert-m']}", f"rra-bert-m-no-tcl={outs['rra-bert-m-no-tcl']}",
-         f"rra-bert-mini-0.5.0={prev}", "--teacher", "e5", "--out", f"{w}/ood.json"], skip_if=f"{w}/ood.json")
+         f"{cur_name}={cur}", f"{prev_name}={prev}", "--teacher", "e5", "--out", f"{w}/ood.json"],
+        skip_if=f"{w}/ood.json")
     if not a.skip_loso:
         run(["loso", "--data", data, "--labels", teacher_labels, "--prerank", pre, "--out", f"{w}/loso",
              "--max-queries", str(a.loso_queries), "--eval-queries", str(a.loso_eval_queries), "--freeze-layers", str(a.freeze_layers),
              "--tower-layers", str(a.tower_layers), "--lr", str(a.lr),
              "--head-lr", str(a.head_lr)])
-    run([str(REPO_ROOT / "benches" / "students.py"), "--model", f"rra-bert-mini-0.5.0={prev}",
+    run([str(REPO_ROOT / "benches" / "students.py"), "--model", f"{prev_name}={prev}", "--model", f"{cur_name}={cur}",
          "--model", f"rra-bert-m={outs['rra-bert-m']}", "--pairs", "ood", "heldout", "--heldout-queries", "20", "--rounds", "3", "--json", f"{w}/cost.json"],
         skip_if=f"{w}/cost.json", module=False)
     # Each committed folder gets its card; the twin's names the TCL student as its counterpart.
+    # The student's ship rule is against the committed version; the twin's card, as before,
+    # against rra-bert-mini 0.5.0 (it replaces no version: it is the TCL ablation).
     run(["card", "--work", w, "--model", outs["rra-bert-m"], "--ablation", outs["rra-bert-m-no-tcl"],
-         "--teacher", a.teacher, "--previous", PREVIOUS[2], "--reproduce", a.reproduce])
+         "--teacher", a.teacher, "--previous", CURRENT[2], "--reproduce", a.reproduce])
     run(["card", "--work", w, "--model", outs["rra-bert-m-no-tcl"], "--ablation", outs["rra-bert-m"],
          "--teacher", a.teacher, "--previous", PREVIOUS[2], "--reproduce", a.reproduce])
 
@@ -279,7 +287,7 @@ def main(argv=None) -> None:
     ap.add_argument("--skip-loso", action="store_true")
     ap.add_argument("--eval-queries", type=int, default=300,
                     help="held-out queries the evaluate stage ranks (a seeded sample across sources; 0: all)")
-    ap.add_argument("--version", default=None, help="the new version (default: 0.6.0 trained, 0.6.2 --regraph)")
+    ap.add_argument("--version", default=None, help="the new version (default: 0.7.0 trained, 0.6.2 --regraph)")
     ap.add_argument("--regraph", nargs="?", const="rra-bert-m", default=None, choices=sorted(TRAINED),
                     help="no training: the next version of this folder (default rra-bert-m) from its last trained "
                          "one's weights, as the export now writes graphs, measured and carded as its own version")
@@ -291,7 +299,7 @@ def main(argv=None) -> None:
     ap.add_argument("--gpt-version", default="0.2.0")
     a = ap.parse_args(argv)
     a.reproduce = " ".join(["python -m rradistill_toolkit.pipeline", *(sys.argv[1:] if argv is None else argv)])
-    a.version = a.version or ("0.6.2" if a.regraph else "0.6.0")
+    a.version = a.version or ("0.6.2" if a.regraph else "0.7.0")
     a.out = a.out or str(MODELS_DIR / (a.regraph or "rra-bert-m"))
     (gpt if a.student == "gpt" else regraph if a.regraph else late)(a)
 
