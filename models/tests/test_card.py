@@ -39,3 +39,24 @@ def test_ship_rule(ood, ci, ships):
     comparison = {"mean_difference": sum(ci) / 2, "ci95": ci}
     assert card.ship_decision(ood, ood, comparison, "now", "prev")["ship"] is ships
     assert card.ship_decision(ood, ood, None, "now", "prev")["ship"] is False
+
+
+def test_a_card_shows_the_equal_length_control_when_its_run_made_one(tmp_path):
+    """Runs of ``ood`` since the control exists carry ``equal_length``; their cards show it
+    beside the published sets' table (older cards, without it, render as committed)."""
+    import json
+    import shutil
+
+    from rradistill_toolkit import ood
+
+    folder = tmp_path / "rra-bert-m"
+    shutil.copytree(default_model(), folder)
+    data = json.loads((folder / "card.json").read_text())
+    data["ood"]["equal_length"] = ood.run({}, cut_to_equal_length=True)
+    (folder / "card.json").write_text(json.dumps(data))
+    text = card.render(str(folder))
+    control = text.split("The same cases with length taken away", 1)[1]
+    cut = data["ood"]["equal_length"]["sets"]
+    assert f"| {ood.LONGEST} | {cut['en']['rankers'][ood.LONGEST]['MRR']:.3f}" in control
+    assert f"| BM25 | {cut['en']['rankers']['BM25']['MRR']:.3f}" in control
+    assert "The same cases with length taken away" not in card.render(str(default_model()))
