@@ -398,6 +398,26 @@ def rate_upper_bound(events: int, trials: int, confidence: float = 0.95) -> floa
     return high
 
 
+def trials_to_show(rate: float, target: float, confidence: float = 0.95, limit: int = 10_000_000) -> int | None:
+    """How many trials a run must hold for its bound to show `target`, if events keep coming
+    at `rate` (the run's own): the fewest n whose bound over round(rate * n) events is at most
+    `target` (found by doubling, then bisection over a bound that falls as n grows). None if
+    `rate` is not below `target`, or past `limit`."""
+    if rate >= target:
+        return None
+    shown = lambda n: rate_upper_bound(round(rate * n), n, confidence) <= target
+    high = 1
+    while not shown(high):
+        high *= 2
+        if high > limit:
+            return None
+    low = high // 2
+    while high - low > 1:  # shown(high), not shown(low), up to the rounding of the events
+        middle = (low + high) // 2
+        low, high = (low, middle) if shown(middle) else (middle, high)
+    return high
+
+
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None

@@ -71,6 +71,8 @@ async def main() -> int:
     # A refusal rate read from a few hundred requests says little about 0.1%: the bound says
     # what the run shows (at most 0.1% is shown once it is <= 0.1).
     refused_upper_pct = 100.0 * loadgen.rate_upper_bound(refused, total["sent"])
+    # ... and how long a soak it would take to show it, if refusals kept this run's rate
+    requests_to_show = loadgen.trials_to_show(refused / max(1, total["sent"]), 0.001)
 
     print()
     print(f"model {args.model_dir}; saturation {sat['accepted_rps']:.1f} req/s = "
@@ -85,7 +87,9 @@ async def main() -> int:
     print(f"requests {total['sent']}, 200 {total['ok']}, refused (429) {refused} = {refused_pct:.2f}% "
           f"(target <= 0.1%: {'met' if refused_pct <= 0.1 else 'NOT met'}; 95% upper bound "
           f"{refused_upper_pct:.3f}%: {'shown' if refused_upper_pct <= 0.1 else 'not shown'} by this many "
-          f"requests), other errors {errors} (by status {total['status']})")
+          f"requests; at this rate showing it takes "
+          f"{requests_to_show if requests_to_show is not None else 'no number of'} requests), "
+          f"other errors {errors} (by status {total['status']})")
     print(f"latency of 200s, whole run: p50 {total['ok_p50_ms']} ms, p95 {total['ok_p95_ms']} ms, "
           f"p99 {total['ok_p99_ms']} ms, max {total['ok_max_ms']} ms")
     print(f"RSS: at start {rss_start:.1f} MiB, after warm-up ({args.warmup_seconds:.0f} s) {rss_warm:.1f} MiB, "
@@ -98,7 +102,8 @@ async def main() -> int:
         "model_dir": args.model_dir, "server_cmd": server.cmd, "args": vars(args),
         "max_queue_wait_ms": target_ms, "saturation": sat, "offered_rps": rate,
         "total": total, "after_warmup": after, "refused": refused, "refused_pct": refused_pct,
-        "refused_upper_95_pct": refused_upper_pct, "errors": errors,
+        "refused_upper_95_pct": refused_upper_pct,
+        "requests_to_show_target_at_this_rate": requests_to_show, "errors": errors,
         "rss_start_mib": rss_start, "rss_warmup_mib": rss_warm, "rss_end_mib": rss_last,
         "rss_growth_pct": growth, "rss_samples": phase.rss, "windows": windows,
         "refusals": [{"t_s": round(r.t, 1), "detail": r.detail} for r in phase.records if r.status == 429],

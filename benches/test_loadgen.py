@@ -42,3 +42,16 @@ def test_a_fixed_target_and_one_in_service_times_cannot_both_be_given():
     args = parser.parse_args(["--max-queue-wait-ms", "2000", "--wait-target-service-times", "20"])
     with pytest.raises(SystemExit, match="not both"):
         asyncio.run(loadgen.measure_saturation(args))
+
+
+def test_how_many_requests_show_the_target_at_a_run_s_rate():
+    # with no refusals, the closed form's ~3,000; the first n whose bound is at most 0.1%
+    n = loadgen.trials_to_show(0.0, 0.001)
+    assert loadgen.rate_upper_bound(0, n) <= 0.001 < loadgen.rate_upper_bound(0, n - 1)
+    # refusals at 2 in 3,057 (0.065%) keep coming: the bound nears 0.1% only slowly
+    rate = 2 / 3057
+    n = loadgen.trials_to_show(rate, 0.001)
+    assert loadgen.rate_upper_bound(round(rate * n), n) <= 0.001
+    assert 15_000 < n < 30_000
+    # a rate at or above the target is never shown
+    assert loadgen.trials_to_show(0.001, 0.001) is None and loadgen.trials_to_show(0.002, 0.001) is None
