@@ -149,7 +149,8 @@ def late(a) -> None:
         test_labels[slug(t)] = f"{lab}/{slug(t)}.test-en-sample.jsonl"
         run(["labels", *common, "--teacher", t, "--split", "test", "--lang", "en", "--sample",
              str(a.teacher_sample), "--out", test_labels[slug(t)]], skip_if=stats(test_labels[slug(t)]))
-    run(["ood", "--student", "--teacher", "e5", "mpnet", "minilm", "--out", f"{w}/ood-teachers.json"],
+    run(["ood", "--student", "--teacher", "e5", "mpnet", "minilm", "lang:ko=e5,en=mpnet", "--out",
+         f"{w}/ood-teachers.json"],
         skip_if=f"{w}/ood-teachers.json")
 
     # The student and its TCL-free twin train at once, one thread each (on 2 cores that is
