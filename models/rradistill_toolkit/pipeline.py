@@ -13,8 +13,9 @@ RRA-BERT-m (the default):
   prerank     the first stage's own order (language-neutral; the production case: the
               existing ranking), top 10 + bottom 10
   teachers    the candidate teachers on the held-out queries (e5 on all; mpnet, MiniLM and
-              committees on a sample of the English ones) and on the out-of-domain dev sets
-              (``ood``), so the choice is made on both
+              committees on the English ones the evaluate stage ranks, so every teacher's row
+              covers the same queries) and on the out-of-domain dev sets (``ood``, with the
+              per-language teacher too), so the choice is made on both
   labels      the chosen teacher (``--teacher``, default ``scorer:e5``) on every query
   train       RRA-BERT-m with the TCL and the ablation without it, same settings: towers from
               multilingual-e5-small with the embeddings and first 6 layers kept as they were,
@@ -96,6 +97,17 @@ def start(args: list[str], module: bool = True) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=MODELS_DIR, env=dict(os.environ, HF_HUB_OFFLINE="1"))
 
 
+def listed(args: list[str], path: str) -> str:
+    """A stage's ``--list-queries`` output (the qids it would read) kept in ``path``."""
+    if not os.path.exists(path):
+        with open(path + ".tmp", "w") as out:
+            cmd = [sys.executable, "-m", f"rradistill_toolkit.{args[0]}", *args[1:], "--list-queries"]
+            print("pipeline: " + " ".join(cmd) + f" > {path}", file=sys.stderr, flush=True)
+            subprocess.run(cmd, cwd=MODELS_DIR, stdout=out, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        os.replace(path + ".tmp", path)
+    return path
+
+
 def run(args: list[str], skip_if: str | None = None, module: bool = True) -> None:
     if skip_if and os.path.exists(skip_if):
         print(f"pipeline: {skip_if} exists, skipping {args[0]}", file=sys.stderr)
@@ -145,10 +157,14 @@ def late(a) -> None:
     run(["labels", *common, "--teacher", a.teacher, "--split", "all", "--out", teacher_labels],
         skip_if=stats(teacher_labels))
     test_labels = {slug(a.teacher): teacher_labels}
+    # The other candidates label the English queries the evaluate stage ranks, so every
+    # teacher's row covers the same queries.
+    eval_qids = listed(["evaluate", "--data", data, "--prerank", pre, "--labels", f"{slug(a.teacher)}={teacher_labels}",
+                        "--max-queries", str(a.eval_queries)], f"{w}/eval_qids.txt")
     for t in TEACHER_CANDIDATES_EN if not a.skip_teacher_comparison else []:
-        test_labels[slug(t)] = f"{lab}/{slug(t)}.test-en-sample.jsonl"
-        run(["labels", *common, "--teacher", t, "--split", "test", "--lang", "en", "--sample",
-             str(a.teacher_sample), "--out", test_labels[slug(t)]], skip_if=stats(test_labels[slug(t)]))
+        test_labels[slug(t)] = f"{lab}/{slug(t)}.eval-en.jsonl"
+        run(["labels", *common, "--teacher", t, "--split", "test", "--lang", "en", "--qids", eval_qids,
+             "--out", test_labels[slug(t)]], skip_if=stats(test_labels[slug(t)]))
     run(["ood", "--student", "--teacher", "e5", "mpnet", "minilm", "lang:ko=e5,en=mpnet", "--out",
          f"{w}/ood-teachers.json"],
         skip_if=f"{w}/ood-teachers.json")
@@ -275,8 +291,6 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None,
                     help="the RRA-BERT-m folder to write (default: models/rra-bert-m, or the --regraph folder)")
     ap.add_argument("--teacher", default="scorer:e5", help="the teacher that labels every query")
-    ap.add_argument("--teacher-sample", type=int, default=200,
-                    help="held-out English queries the other candidate teachers label")
     ap.add_argument("--skip-teacher-comparison", action="store_true")
     ap.add_argument("--train-queries", type=int, default=600, help="training queries per student (0: all)")
     ap.add_argument("--freeze-layers", type=int, default=6)

@@ -77,3 +77,30 @@ def test_every_stage_on_a_tiny_slice(tiny_pipeline, tmp_path):
         assert 0.0 <= m["ground_truth/all"]["NDCG@10"] <= 1.0 and m["ms_per_pair"] >= 0
     assert methods["teacher:committee"]["teacher/all"]["NDCG@10"] == 1.0  # the teacher agrees with itself
     assert (tmp_path / "eval" / "eval.png").stat().st_size > 1000
+
+
+def test_a_teacher_labels_only_the_queries_a_run_reads(tiny_pipeline, tmp_path):
+    """``--list-queries`` (evaluate, train) names the queries a run reads, ``labels --qids``
+    labels those alone, and the pipeline keeps the list (``pipeline.listed``) for its reruns."""
+    from rradistill_toolkit import labels, pipeline
+    from rradistill_toolkit.common import read_jsonl
+
+    work = tiny_pipeline
+    data, pre = str(work / "data"), str(work / "prerank.jsonl")
+    split = {q["qid"]: q["split"] for q in read_jsonl(work / "data" / "queries.jsonl")}
+    held_out = pipeline.listed(["evaluate", "--data", data, "--prerank", pre, "--max-queries", "3"],
+                               str(tmp_path / "eval_qids.txt"))
+    qids = pathlib.Path(held_out).read_text().split()
+    assert len(qids) == 3 and {split[q] for q in qids} == {"test"}
+    before = os.stat(held_out).st_mtime_ns
+    assert pipeline.listed(["evaluate", "--never-run"], held_out) == held_out  # kept: not run again
+    assert os.stat(held_out).st_mtime_ns == before
+
+    out = tmp_path / "labels.jsonl"
+    labels.main(["--data", data, "--prerank", pre, "--split", "all", "--qids", held_out, "--teacher", "scorer:bm25",
+                 "--cache-dir", str(work / "cache"), "--out", str(out)])
+    assert sorted(r["qid"] for r in read_jsonl(out)) == sorted(qids)
+
+    trained = pipeline.listed(["train", "--data", data, "--labels", str(out), "--out", str(tmp_path / "s")],
+                              str(tmp_path / "train_qids.txt"))
+    assert pathlib.Path(trained).read_text().split() == []  # the held-out queries are no training queries
