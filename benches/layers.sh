@@ -16,15 +16,18 @@
 # (stage 5a, `shallow`, its first N/2 layers frozen) and trains the student from that base,
 # F layers frozen (N: the tower stays the base's): the first N layers alone, mean-pooled, rank
 # worse than chance, so the plain N:F student starts there. A student is named
-# rra-bert-m-Nl[-fF][-shallow], the -fF only where F is not N/2.
+# rra-bert-m-Nl[-fF][-shallow][-qQ], the -fF only where F is not N/2, the -qQ only where
+# QUERIES (listwise training queries, default 600 as 0.6.2's) is not 600.
 #
 # Each stage is skipped when its output exists, so an interrupted run continues. Needs the
 # toolkit's data (its first stages run here when missing) and a release build of the service.
-# Usage: benches/layers.sh [OUT_DIR]   (DEPTHS="8:4 6:3": layers:frozen[:shallow]; about 1 h on 2 cores)
+# Usage: benches/layers.sh [OUT_DIR]   (DEPTHS="8:4 6:3": layers:frozen[:shallow]; QUERIES=600; about 1 h on 2 cores)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 depths="${DEPTHS:-8:4 6:3}"
-run="$(echo $depths | tr ' :' '_-')"  # one run's figures apart from another's: "8-4_6-3"
+queries="${QUERIES:-600}"
+suffix="" && [ "$queries" -ne 600 ] && suffix="-q$queries"
+run="$(echo $depths | tr ' :' '_-')$suffix"  # one run's figures apart from another's: "8-4_6-3"
 out="${1:-$repo/benches/results/layers/$run}"
 py="$repo/.venv/bin/python"
 cd "$repo/models"
@@ -39,14 +42,16 @@ stage assets --text
 [ -f "${labels%.jsonl}.stats.json" ] || stage labels --data "$data" --prerank "$pre" --cache-dir "$w/cache" \
   --teacher scorer:e5 --split all --out "$labels"
 
-# Every depth trains at once, one thread each (on 2 cores, faster than one after the other).
+# Every depth trains at once, one thread each (on 2 cores, faster than one after the other);
+# a single depth takes both.
+threads=1 && [ "$(echo $depths | wc -w)" -eq 1 ] && threads=2
 name_of() {
   local n f kind name
   IFS=: read -r n f kind <<<"$1"
   name="rra-bert-m-${n}l"
   [ "$f" -ne $((n / 2)) ] && name+="-f$f"
   [ "$kind" = shallow ] && name+="-shallow"
-  echo "$name"
+  echo "$name$suffix"
 }
 for d in $depths; do
   [[ "$d" == *:shallow ]] || continue
@@ -60,8 +65,8 @@ for d in $depths; do
   s="$x/students/$(name_of "$d")"
   [ -f "$s/train_config.json" ] && continue
   base=() && [ "$kind" = shallow ] && base=(--base "$x/shallow/e5-${n}l")
-  stage train --student late --data "$data" --labels "$labels" --out "$s" --max-queries 600 \
-    --tower-layers "$n" --freeze-layers "$frozen" "${base[@]}" --threads 1 &
+  stage train --student late --data "$data" --labels "$labels" --out "$s" --max-queries "$queries" \
+    --tower-layers "$n" --freeze-layers "$frozen" "${base[@]}" --threads "$threads" &
   pids+=("$!")
 done
 for p in "${pids[@]}"; do wait "$p"; done
@@ -125,7 +130,7 @@ for name in names + [cur]:
                   "in_domain": comp["ci95"][1] >= 0}
         shallow = f"{x}/shallow/e5-{name.split('-')[3]}/shallow.json"
         row.update(train=json.load(open(f"{x}/students/{name}/train_config.json")),
-                   shallow=json.load(open(shallow)) if name.endswith("-shallow") else None,
+                   shallow=json.load(open(shallow)) if "-shallow" in name else None,
                    export=json.load(open(f"{x}/{name}/export_report.json")),
                    heldout_minus_current={k: comp[k] for k in ("mean_difference", "ci95")},
                    checks=checks, passes=all(checks.values()))
