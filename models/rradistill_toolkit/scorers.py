@@ -189,7 +189,10 @@ def make_scorer(spec: str, threads: int = 2, cache_dir=None) -> Scorer:
     ``cache_dir``: keep document embeddings on disk, so a committee reuses its members' work.
     """
     if spec.startswith("lang:"):
-        routes = dict(part.split("=", 1) for part in spec.split(":", 1)[1].split(","))
+        parts = spec.split(":", 1)[1].split(",")
+        if not all("=" in p for p in parts):
+            raise ValueError(f"{spec!r}: write a teacher per language as lang:ko=SPEC,en=SPEC")
+        routes = dict(p.split("=", 1) for p in parts)
         return ByLanguage({lang: make_scorer(s, threads, cache_dir) for lang, s in routes.items()})
     if spec.startswith("committee:"):
         return Committee([make_scorer(s, threads, cache_dir) for s in spec.split(":", 1)[1].split("+")])
@@ -219,7 +222,7 @@ def _make_one(spec: str, threads: int) -> Scorer:
         return BiEncoder(bases.e5_dir(), spec, layers=layers, **roles)
     if spec == "bm25":
         return BM25Field()
-    raise ValueError(f"unknown scorer {spec!r}: use minilm, mpnet, e5, e5@N, e5:FOLDER, bm25 committee:a+b or lang:ko=A,en=B")
+    raise ValueError(f"unknown scorer {spec!r}: use minilm, mpnet, e5, e5@N, e5:FOLDER, bm25, committee:a+b or lang:ko=A,en=B")
 
 
 def timed_ms_per_pair(fn, n_pairs: int) -> tuple[object, float]:

@@ -588,3 +588,5 @@ def test_a_teacher_by_language_scores_each_query_with_its_language_s_scorer(e5):
     assert routed.score(SENTENCES_EN[0], docs) == [d["bm25"] for d in docs]
     with pytest.raises(ValueError, match="en="):
         make_scorer("lang:ko=bm25")
+    with pytest.raises(ValueError, match="lang:ko=SPEC,en=SPEC"):
+        make_scorer("lang:bm25")
