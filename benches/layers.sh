@@ -35,10 +35,8 @@ w=work
 data="$w/data" pre="$w/prerank.jsonl" labels="$w/labels/e5.all.jsonl" x="$w/layers" r="$w/layers/runs/$run"
 stage() { echo "layers: $*" >&2; nice -n 10 "$py" -m "rradistill_toolkit.$1" "${@:2}"; }
 
-stage assets --text
-[ -f "$data/queries.jsonl" ] || stage data --out "$data"
-[ -f "$w/candidates.jsonl" ] || stage firststage --data "$data" --out "$w/candidates.jsonl" --compare
-[ -f "$pre" ] || stage prerank --data "$data" --candidates "$w/candidates.jsonl" --out "$pre" --scorer bm25
+# The toolkit's first stages, each skipped when done (the pipeline's own pipeline.first_stages)
+"$py" -c 'import sys; from rradistill_toolkit.pipeline import first_stages; first_stages(*sys.argv[1:])' "$w"
 [ -f "${labels%.jsonl}.stats.json" ] || stage labels --data "$data" --prerank "$pre" --cache-dir "$w/cache" \
   --teacher scorer:e5 --split all --out "$labels"
 
