@@ -97,47 +97,25 @@ models=() && for m in "${served[@]}"; do models+=(--model "$m"); done
 
 mkdir -p "$out"
 cp "$r/eval/eval.json" "$r/eval/eval_table.md" "$r/ood.json" "$r/starts.json" "$r/cost.json" "$out/"
-"$py" - "$x" "$r" "$out" "${names[@]}" <<'PY'
+PYTHONPATH="$repo/benches" "$py" - "$x" "$r" "$out" "${names[@]}" <<'PY'
 """layers.json: each depth's training and export, the figures the rule reads, its verdict."""
 import json, sys
 
+from candidates import RULE, judge
+
 x, r, out, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-ev, ood, cost = (json.load(open(f"{r}/{p}")) for p in ("eval/eval.json", "ood.json", "cost.json"))
-cur, mini = "rra-bert-m", "rra-bert-mini-0.5.0"
-
-
-def ratio(name, pairs):
-    c = cost[pairs]["ms_per_pair"]
-    return c[name] / c[mini]
-
-
-def mrr(name, lang):
-    return ood["sets"][lang]["rankers"][name]["MRR"]
-
-
-rows = {}
-for name in names + [cur]:
-    row = {"heldout_ndcg10": {g: ev["methods"][name][f"ground_truth/{g}"]["NDCG@10"] for g in ("all", "en", "ko")},
-           "ood_mrr": {lang: mrr(name, lang) for lang in ("en", "ko")},
-           "cost_vs_mini": {p: round(ratio(name, p), 3) for p in ("ood", "heldout")}}
-    if name != cur:
-        comp = next(c for c in ev["comparisons"] if c["a"] == name and c["b"] == cur and c["group"] == "all")
-        checks = {"cost": all(r <= 2.0 for r in row["cost_vs_mini"].values()),
-                  "ood_en": row["ood_mrr"]["en"] >= mrr(cur, "en"),
-                  "ood_ko": row["ood_mrr"]["ko"] >= mrr(cur, "ko"),
-                  "in_domain": comp["ci95"][1] >= 0}
-        shallow = f"{x}/shallow/e5-{name.split('-')[3]}/shallow.json"
-        row.update(train=json.load(open(f"{x}/students/{name}/train_config.json")),
-                   shallow=json.load(open(shallow)) if "-shallow" in name else None,
-                   export=json.load(open(f"{x}/{name}/export_report.json")),
-                   heldout_minus_current={k: comp[k] for k in ("mean_difference", "ci95")},
-                   checks=checks, passes=all(checks.values()))
-    rows[name] = row
+rows = judge(r, names)
+for name in names:
+    row = rows[name]
+    shallow = f"{x}/shallow/e5-{name.split('-')[3]}/shallow.json"
+    rows[name] = {**{k: row[k] for k in ("heldout_ndcg10", "ood_mrr", "cost_vs_mini")},
+                  "train": json.load(open(f"{x}/students/{name}/train_config.json")),
+                  "shallow": json.load(open(shallow)) if "-shallow" in name else None,
+                  "export": json.load(open(f"{x}/{name}/export_report.json")),
+                  **{k: row[k] for k in ("heldout_minus_current", "checks", "passes")}}
 passing = [n for n in names if rows[n]["passes"]]
 candidate = min(passing, key=lambda n: rows[n]["train"]["tower_layers"]) if passing else None
-json.dump({"rule": "cost per pair at most 2x rra-bert-mini 0.5.0 on both pair sets; dev-set MRR not below "
-                   "rra-bert-m 0.6.2's in either language; held-out NDCG@10 minus 0.6.2's: paired 95% interval "
-                   "not wholly below 0; of those that pass, the shallower (fixed before the run, commit 22a0781)",
+json.dump({"rule": RULE + "; of those that pass, the shallower (fixed before the run, commit 22a0781)",
            "students": rows, "candidate": candidate}, open(f"{out}/layers.json", "w"), indent=1)
 print(json.dumps({n: {k: r.get(k) for k in ("ood_mrr", "cost_vs_mini", "heldout_ndcg10", "passes")}
                   for n, r in rows.items()}, indent=1))
