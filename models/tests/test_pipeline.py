@@ -1,0 +1,35 @@
+"""The pipeline's plan: which stage commands a run issues, with what settings. The stages
+themselves are tested on a tiny slice (test_e2e_smoke.py); here each command is recorded
+instead of run, so a setting that does not reach its stage fails here."""
+
+import pytest
+
+from rradistill_toolkit import pipeline
+
+
+@pytest.fixture
+def planned(monkeypatch, tmp_path):
+    commands = []
+    monkeypatch.setattr(pipeline, "run_parallel", lambda cmds, module=True: commands.extend(cmds))
+    monkeypatch.setattr(pipeline, "listed", lambda args, path: path)
+    monkeypatch.setattr(pipeline, "previous_version", lambda work, version=pipeline.PREVIOUS: f"{work}/{version[2]}")
+
+    def plan(*argv):
+        pipeline.main(["--work", str(tmp_path), "--out", str(tmp_path / "rra-bert-m"), *argv])
+        return commands
+    return plan
+
+
+def test_the_trained_run_exports_with_the_quantization_it_is_given_and_says_so_in_the_card(planned):
+    commands = planned("--quantization", "rows", "--skip-loso")
+    exports = [c for c in commands if c[0] == "export"]
+    assert [c[c.index("--name") + 1] for c in exports] == ["rra-bert-m", "rra-bert-m-no-tcl"]
+    assert all(c[c.index("--quantization") + 1] == "rows" for c in exports)
+    cards = [c for c in commands if c[0] == "card"]
+    assert cards and all("--quantization rows" in c[c.index("--reproduce") + 1] for c in cards)
+    assert not any(c[0] == "loso" for c in commands)
+
+
+def test_the_default_export_is_the_committed_run_s_weight_only_int8(planned):
+    exports = [c for c in planned() if c[0] == "export"]
+    assert exports and all(c[c.index("--quantization") + 1] == "weights" for c in exports)
