@@ -65,7 +65,22 @@ for t in 2 1; do
     --model "$current" "${models[@]}" --pairs ood heldout --heldout-queries 20 --rounds 3 --threads "$t" --json "$f"
 done
 
-mkdir -p "$out"
+# Not part of the rule (added after the run, to read its result): the fp32 graph both int8 graphs
+# were quantized from, on the same sets, so each int8 graph's difference from the trained model shows.
+f32="$x/rra-bert-m-fp32"
+if [ ! -f "$f32/model.onnx" ]; then
+  mkdir -p "$f32" && cp "$x/rra-bert-m-weights/tokenizer.json" "$s/onnx/model.fp32.onnx" "$f32/"
+  mv "$f32/model.fp32.onnx" "$f32/model.onnx"
+  "$py" -c 'import json, sys; m = json.load(open(sys.argv[1])); m.update(name="rra-bert-m-fp32", precision="fp32")
+json.dump(m, open(sys.argv[2], "w"), indent=1)' "$x/rra-bert-m-weights/manifest.json" "$f32/manifest.json"
+fi
+[ -f "$r/fp32/eval/eval.json" ] || stage evaluate --data "$data" --prerank "$pre" --labels "e5=$labels" \
+  --reference e5 --student "rra-bert-m-fp32=$f32" "$current" --max-queries 300 --out "$r/fp32/eval"
+[ -f "$r/fp32/ood.json" ] || stage ood --service-binary "$repo/target/release/rradistill" \
+  --serve "rra-bert-m-fp32=$f32" "${served[@]}" --out "$r/fp32/ood.json"
+
+mkdir -p "$out/fp32"
+cp "$r/fp32/eval/eval.json" "$r/fp32/eval/eval_table.md" "$r/fp32/ood.json" "$out/fp32/"
 cp "$r/eval/eval.json" "$r/eval/eval_table.md" "$r/ood.json" "$r/cost.json" "$r/cost-1-thread.json" "$out/"
 PYTHONPATH="$repo/benches" "$py" - "$x" "$r" "$out" "$repo/models/rra-bert-m" "${names[@]}" <<'PY'
 """rows.json: the training, both exports, the reproduction check, the figures the rule reads, its verdict."""
@@ -91,11 +106,19 @@ for name in names:
     figures[name]["export"] = json.load(open(f"{x}/{name}/export_report.json"))
     figures[name]["cost_vs_mini_1_thread"] = {p: round(one_thread[p]["ms_per_pair"][name] / one_thread[p]["ms_per_pair"][MINI], 3)
                                               for p in ("ood", "heldout")}
+# The fp32 graph beside both int8 graphs (not part of the rule)
+ev32, ood32 = (json.load(open(f"{out}/fp32/{p}")) for p in ("eval.json", "ood.json"))
+fp32 = {"ood_mrr": {n: {lang: ood32["sets"][lang]["rankers"][n]["MRR"] for lang in ("en", "ko")}
+                    for n in ("rra-bert-m-fp32", *names)},
+        "heldout_ndcg10": ev32["methods"]["rra-bert-m-fp32"]["ground_truth/all"]["NDCG@10"],
+        "heldout_minus_current": {k: next(c for c in ev32["comparisons"] if c["a"] == "rra-bert-m-fp32"
+                                          and c["b"] == CURRENT and c["group"] == "all")[k]
+                                  for k in ("mean_difference", "ci95")}}
 json.dump({"rule": RULE + " (benches/candidates.py; applied to rows before the run: benches/rows.sh's first commit)",
            "train": json.load(open(f"{x}/student/train_config.json")), "reproduces_0.6.0": reproduced,
-           "students": figures, "candidate": rows_name if figures[rows_name]["passes"] else None},
+           "students": figures, "fp32_not_in_the_rule": fp32, "candidate": rows_name if figures[rows_name]["passes"] else None},
           open(f"{out}/rows.json", "w"), indent=1)
-print(json.dumps({"reproduces_0.6.0": reproduced,
+print(json.dumps({"reproduces_0.6.0": reproduced, "fp32": fp32,
                   **{n: {k: f.get(k) for k in ("ood_mrr", "cost_vs_mini", "cost_vs_mini_1_thread", "heldout_ndcg10",
                                                "passes")} for n, f in figures.items()}}, indent=1))
 PY
