@@ -16,17 +16,21 @@
 # (stage 5a, `shallow`, its first N/2 layers frozen) and trains the student from that base,
 # F layers frozen (N: the tower stays the base's): the first N layers alone, mean-pooled, rank
 # worse than chance, so the plain N:F student starts there. A student is named
-# rra-bert-m-Nl[-fF][-shallow][-qQ], the -fF only where F is not N/2, the -qQ only where
-# QUERIES (listwise training queries, default 600 as 0.6.2's) is not 600.
+# rra-bert-m-Nl[-fF][-shallow][-qQ][-rows], the -fF only where F is not N/2, the -qQ only where
+# QUERIES (listwise training queries, default 600 as 0.6.2's) is not 600, the -rows only where
+# QUANTIZATION (the export's, default weights as 0.6.2's) is rows.
 #
 # Each stage is skipped when its output exists, so an interrupted run continues. Needs the
 # toolkit's data (its first stages run here when missing) and a release build of the service.
-# Usage: benches/layers.sh [OUT_DIR]   (DEPTHS="8:4 6:3": layers:frozen[:shallow]; QUERIES=600; about 1 h on 2 cores)
+# Usage: benches/layers.sh [OUT_DIR]   (DEPTHS="8:4 6:3": layers:frozen[:shallow]; QUERIES=600;
+#        QUANTIZATION=weights|rows; about 1 h on 2 cores)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 depths="${DEPTHS:-8:4 6:3}"
 queries="${QUERIES:-600}"
+quantization="${QUANTIZATION:-weights}"
 suffix="" && [ "$queries" -ne 600 ] && suffix="-q$queries"
+[ "$quantization" != weights ] && suffix+="-$quantization"
 run="$(echo $depths | tr ' :' '_-')$suffix"  # one run's figures apart from another's: "8-4_6-3"
 out="${1:-$repo/benches/results/layers/$run}"
 py="$repo/.venv/bin/python"
@@ -73,7 +77,7 @@ served=() names=()
 for d in $depths; do
   name="$(name_of "$d")"
   [ -f "$x/$name/export_report.json" ] || stage export --student "$x/students/$name" --out "$x/$name" \
-    --data "$data" --prerank "$pre" --labels "$labels" --name "$name" --version "0.7.0-exp.${name#rra-bert-m-}"
+    --quantization "$quantization" --data "$data" --prerank "$pre" --labels "$labels" --name "$name" --version "0.7.0-exp.${name#rra-bert-m-}"
   served+=("$name=$x/$name") names+=("$name")
 done
 current="rra-bert-m=$repo/models/rra-bert-m"
