@@ -26,18 +26,10 @@
 # toolkit's data (its first stages run here when missing) and a release build of the service.
 # Usage: benches/rows.sh [OUT_DIR]   (about 1 h on 2 cores: training is 26 min on one thread)
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/.." && pwd)"
+bench=rows && source "$(dirname "$0")/toolkit.sh"
 out="${1:-$repo/benches/results/rows/from-fp32}"
-py="$repo/.venv/bin/python"
-cd "$repo/models"
-w=work
-data="$w/data" pre="$w/prerank.jsonl" labels="$w/labels/e5.all.jsonl" x="$w/rows" r="$w/rows/run"
-stage() { echo "rows: $*" >&2; nice -n 10 "$py" -m "rradistill_toolkit.$1" "${@:2}"; }
-
-# The toolkit's first stages, each skipped when done (the pipeline's own pipeline.first_stages)
-"$py" -c 'import sys; from rradistill_toolkit.pipeline import first_stages; first_stages(*sys.argv[1:])' "$w"
-[ -f "${labels%.jsonl}.stats.json" ] || stage labels --data "$data" --prerank "$pre" --cache-dir "$w/cache" \
-  --teacher scorer:e5 --split all --out "$labels"
+x="$w/rows" r="$w/rows/run"
+first_stages
 
 # The pipeline's train stage for rra-bert-m, with its defaults (0.6.0's run: one thread each)
 s="$x/student"

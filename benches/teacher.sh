@@ -25,20 +25,12 @@
 # build of the service.
 # Usage: benches/teacher.sh [OUT_DIR]   (TEACHER=scorer:SPEC; about 1 h on 2 cores)
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/.." && pwd)"
+bench=teacher && source "$(dirname "$0")/toolkit.sh"
 teacher="${TEACHER:-scorer:lang:ko=e5,en=mpnet}"
-py="$repo/.venv/bin/python"
-cd "$repo/models"
 slug="$("$py" -c 'import sys; from rradistill_toolkit.pipeline import slug; print(slug(sys.argv[1]))' "$teacher")"
 out="${1:-$repo/benches/results/teacher/$slug}"
-w=work
-data="$w/data" pre="$w/prerank.jsonl" labels="$w/labels/e5.all.jsonl" x="$w/teacher/$slug"
-stage() { echo "teacher: $*" >&2; nice -n 10 "$py" -m "rradistill_toolkit.$1" "${@:2}"; }
-
-# The toolkit's first stages, each skipped when done (the pipeline's own pipeline.first_stages)
-"$py" -c 'import sys; from rradistill_toolkit.pipeline import first_stages; first_stages(*sys.argv[1:])' "$w" --mpnet
-[ -f "${labels%.jsonl}.stats.json" ] || stage labels --data "$data" --prerank "$pre" --cache-dir "$w/cache" \
-  --teacher scorer:e5 --split all --out "$labels"
+x="$w/teacher/$slug"
+first_stages --mpnet
 mkdir -p "$x"
 
 name="rra-bert-m-$slug" s="$x/student"
