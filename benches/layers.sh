@@ -25,7 +25,7 @@
 # Usage: benches/layers.sh [OUT_DIR]   (DEPTHS="8:4 6:3": layers:frozen[:shallow]; QUERIES=600;
 #        QUANTIZATION=weights|rows; about 1 h on 2 cores)
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/.." && pwd)"
+bench=layers && source "$(dirname "$0")/toolkit.sh"
 depths="${DEPTHS:-8:4 6:3}"
 queries="${QUERIES:-600}"
 quantization="${QUANTIZATION:-weights}"
@@ -33,16 +33,8 @@ suffix="" && [ "$queries" -ne 600 ] && suffix="-q$queries"
 [ "$quantization" != weights ] && suffix+="-$quantization"
 run="$(echo $depths | tr ' :' '_-')$suffix"  # one run's figures apart from another's: "8-4_6-3"
 out="${1:-$repo/benches/results/layers/$run}"
-py="$repo/.venv/bin/python"
-cd "$repo/models"
-w=work
-data="$w/data" pre="$w/prerank.jsonl" labels="$w/labels/e5.all.jsonl" x="$w/layers" r="$w/layers/runs/$run"
-stage() { echo "layers: $*" >&2; nice -n 10 "$py" -m "rradistill_toolkit.$1" "${@:2}"; }
-
-# The toolkit's first stages, each skipped when done (the pipeline's own pipeline.first_stages)
-"$py" -c 'import sys; from rradistill_toolkit.pipeline import first_stages; first_stages(*sys.argv[1:])' "$w"
-[ -f "${labels%.jsonl}.stats.json" ] || stage labels --data "$data" --prerank "$pre" --cache-dir "$w/cache" \
-  --teacher scorer:e5 --split all --out "$labels"
+x="$w/layers" r="$w/layers/runs/$run"
+first_stages
 
 # Every depth trains at once, one thread each (on 2 cores, faster than one after the other);
 # a single depth takes both.
@@ -80,14 +72,7 @@ for d in $depths; do
     --quantization "$quantization" --data "$data" --prerank "$pre" --labels "$labels" --name "$name" --version "0.7.0-exp.${name#rra-bert-m-}"
   served+=("$name=$x/$name") names+=("$name")
 done
-current="rra-bert-m=$repo/models/rra-bert-m"
-mini="$("$py" -c 'from rradistill_toolkit.pipeline import previous_version; print(previous_version("work"))')"
-
-# The new depths first and 0.6.2 last: evaluate compares each student with those after it.
-[ -f "$r/eval/eval.json" ] || stage evaluate --data "$data" --prerank "$pre" --labels "e5=$labels" \
-  --reference e5 --student "${served[@]}" "$current" --max-queries 300 --out "$r/eval"
-[ -f "$r/ood.json" ] || stage ood --service-binary "$repo/target/release/rradistill" \
-  --serve "${served[@]}" "$current" --teacher e5 --out "$r/ood.json"
+judged_stages
 # Where each student started: its tower alone as a bi-encoder (e5's first N layers, or the
 # stage 5a base), ranking the dev sets beside the full e5.
 starts=(e5) && for d in $depths; do
@@ -95,9 +80,6 @@ starts=(e5) && for d in $depths; do
   [ "$kind" = shallow ] && starts+=("e5:$x/shallow/e5-${n}l") || starts+=("e5@$n")
 done
 [ -f "$r/starts.json" ] || stage ood --teacher "${starts[@]}" --out "$r/starts.json"
-models=() && for m in "${served[@]}"; do models+=(--model "$m"); done
-[ -f "$r/cost.json" ] || nice -n 10 "$py" "$repo/benches/students.py" --model "rra-bert-mini-0.5.0=$mini" \
-  --model "$current" "${models[@]}" --pairs ood heldout --heldout-queries 20 --rounds 3 --json "$r/cost.json"
 
 mkdir -p "$out"
 cp "$r/eval/eval.json" "$r/eval/eval_table.md" "$r/ood.json" "$r/starts.json" "$r/cost.json" "$out/"

@@ -15,3 +15,27 @@ first_stages() {
   [ -f "${labels%.jsonl}.stats.json" ] || stage labels --data "$data" --prerank "$pre" --cache-dir "$w/cache" \
     --teacher scorer:e5 --split all --out "$labels"
 }
+
+# `yardsticks`: sets `current` (NAME=FOLDER of the committed rra-bert-m) and `mini` (the folder
+# of rra-bert-mini 0.5.0, unpacked from the git history), what every candidate is judged beside.
+yardsticks() {
+  current="rra-bert-m=$repo/models/rra-bert-m"
+  mini="$("$py" -c 'from rradistill_toolkit.pipeline import previous_version; print(previous_version("work"))')"
+}
+
+# `judged_stages [FOLDERS TO SERVE TOO]`: what benches/candidates.py's rule reads, for the
+# candidates in the array `served` (NAME=FOLDER), into the run folder `r`: held-out queries
+# (evaluate, the candidates before 0.6.2 so each is compared with it), the dev sets through the
+# service (ood) and the cost per pair beside rra-bert-mini 0.5.0 (students.py at its default
+# 2 threads, cost.json). Each skipped when done.
+judged_stages() {
+  yardsticks
+  local models=() m
+  for m in "${served[@]}"; do models+=(--model "$m"); done
+  [ -f "$r/eval/eval.json" ] || stage evaluate --data "$data" --prerank "$pre" --labels "e5=$labels" \
+    --reference e5 --student "${served[@]}" "$current" --max-queries 300 --out "$r/eval"
+  [ -f "$r/ood.json" ] || stage ood --service-binary "$repo/target/release/rradistill" \
+    --serve "${served[@]}" "$current" "$@" --teacher e5 --out "$r/ood.json"
+  [ -f "$r/cost.json" ] || nice -n 10 "$py" "$repo/benches/students.py" --model "rra-bert-mini-0.5.0=$mini" \
+    --model "$current" "${models[@]}" --pairs ood heldout --heldout-queries 20 --rounds 3 --json "$r/cost.json"
+}
