@@ -24,7 +24,7 @@
 #
 # Each stage is skipped when its output exists, so an interrupted run continues. Needs the
 # toolkit's data (its first stages run here when missing) and a release build of the service.
-# Usage: benches/rows.sh [OUT_DIR]   (about 1 h on 2 cores: training is 26 min on one thread)
+# Usage: benches/rows.sh [OUT_DIR]   (about 50 min on 2 cores: training is 16 min on one thread)
 set -euo pipefail
 bench=rows && source "$(dirname "$0")/toolkit.sh"
 out="${1:-$repo/benches/results/rows/from-fp32}"
