@@ -44,10 +44,7 @@ for q in weights rows; do
 done
 yardsticks && judged_stages "rra-bert-mini-0.5.0=$mini"
 # The cost at one intra-op thread, as the service runs each session (recorded, not in the rule)
-models=() && for m in "${served[@]}"; do models+=(--model "$m"); done
-[ -f "$r/cost-1-thread.json" ] || nice -n 10 "$py" "$repo/benches/students.py" --model "rra-bert-mini-0.5.0=$mini" \
-  --model "$current" "${models[@]}" --pairs ood heldout --heldout-queries 20 --rounds 3 --threads 1 \
-  --json "$r/cost-1-thread.json"
+cost_stage "$r/cost-1-thread.json" --threads 1
 
 # Not part of the rule (added after the run, to read its result): the fp32 graph both int8 graphs
 # were quantized from, on the same sets, so each int8 graph's difference from the trained model shows.

@@ -29,13 +29,20 @@ yardsticks() {
 # service (ood) and the cost per pair beside rra-bert-mini 0.5.0 (students.py at its default
 # 2 threads, cost.json). Each skipped when done.
 judged_stages() {
-  yardsticks
-  local models=() m
-  for m in "${served[@]}"; do models+=(--model "$m"); done
+  [ -n "${mini:-}" ] || yardsticks
   [ -f "$r/eval/eval.json" ] || stage evaluate --data "$data" --prerank "$pre" --labels "e5=$labels" \
     --reference e5 --student "${served[@]}" "$current" --max-queries 300 --out "$r/eval"
   [ -f "$r/ood.json" ] || stage ood --service-binary "$repo/target/release/rradistill" \
     --serve "${served[@]}" "$current" "$@" --teacher e5 --out "$r/ood.json"
-  [ -f "$r/cost.json" ] || nice -n 10 "$py" "$repo/benches/students.py" --model "rra-bert-mini-0.5.0=$mini" \
-    --model "$current" "${models[@]}" --pairs ood heldout --heldout-queries 20 --rounds 3 --json "$r/cost.json"
+  cost_stage "$r/cost.json"
+}
+
+# `cost_stage FILE [STUDENTS.PY FLAGS]`: cost per pair of the candidates in `served` beside
+# rra-bert-mini 0.5.0 and 0.6.2 (benches/students.py, both pair sets, 3 rounds), skipped when done.
+cost_stage() {
+  [ -n "${mini:-}" ] || yardsticks
+  local models=() m
+  for m in "${served[@]}"; do models+=(--model "$m"); done
+  [ -f "$1" ] || nice -n 10 "$py" "$repo/benches/students.py" --model "rra-bert-mini-0.5.0=$mini" \
+    --model "$current" "${models[@]}" --pairs ood heldout --heldout-queries 20 --rounds 3 "${@:2}" --json "$1"
 }
