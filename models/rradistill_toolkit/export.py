@@ -277,8 +277,13 @@ def late_check_pairs(data_dir, prerank) -> tuple[list[tuple[str, str]], list[str
 
 def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str, prerank: str, labels: str | None,
                 name: str, version: str, threads: int = 2, variants: bool = False,
-                calibration_queries: int = 24) -> dict:
-    """The late-interaction student: calibrated, vocabulary trimmed, ONNX, checked, int8."""
+                calibration_queries: int = 24, window: int | None = None) -> dict:
+    """The late-interaction student: calibrated, vocabulary trimmed, ONNX, checked, int8.
+
+    ``window`` is the document window it is served with (default: the one it trained with).
+    A shorter one reads less of each long document and costs less per pair; the calibration
+    and every check run at the served window, and the manifest's ``training`` keeps the
+    trained one. Its intermediate graphs go to their own folder beside the trained window's."""
     import onnx
     import torch
 
@@ -286,12 +291,18 @@ def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str
     from .students import bases, late, tokenization
 
     cfg = json.load(open(os.path.join(student_dir, "train_config.json")))
-    window, query_window = cfg["max_length"], cfg["query_length"]
+    trained, query_window = cfg["max_length"], cfg["query_length"]
+    window = window or trained
     scorer = late.load_late(student_dir)
+    positions = scorer.encoder.config.max_position_embeddings
+    if not 0 < window <= positions:
+        raise SystemExit(f"export: --max-length {window}: the towers read 1 to {positions} tokens")
     base_tok = str(bases.e5_dir() / "tokenizer.json")
-    work = os.path.join(student_dir, "onnx")
+    work = os.path.join(student_dir, "onnx" if window == trained else f"onnx-w{window}")
     os.makedirs(work, exist_ok=True)
     report: dict = {"window": window, "query_window": query_window}
+    if window != trained:
+        report["trained_window"] = trained
 
     # 1. Platt scaling on held-in labels: sigmoid(score) ~ P(the teacher ranks the document).
     tok_full = tokenization.TowerTokenizer(base_tok, window, query_window)
@@ -479,7 +490,7 @@ def main(argv=None) -> None:
     ap.add_argument("--precision", default="int8", choices=["int8", "fp32"])
     ap.add_argument("--data", default=str(WORK_DIR / "data"))
     ap.add_argument("--prerank", default=str(WORK_DIR / "prerank.jsonl"), help="real pairs for the checks")
-    ap.add_argument("--max-length", type=int, default=None, help="default: the training window")
+    ap.add_argument("--max-length", type=int, default=None, help="the served window (late: the document window); default: the training window")
     ap.add_argument("--labels", default=None, help="late: the teacher's labels, for the Platt calibration")
     ap.add_argument("--quantization", default="weights", choices=["weights", "rows", "static", "dynamic", "fp32"],
                     help="late: how the served graph is made int8 (weights: weight-only; rows: integer GEMMs on "
@@ -500,7 +511,7 @@ def main(argv=None) -> None:
     cfg = json.load(open(os.path.join(args.student, "train_config.json")))
     if cfg.get("student") == "late":
         export_late(args.student, args.out, args.quantization, args.data, args.prerank, args.labels, args.name,
-                    args.version, threads=args.threads, variants=args.variants)
+                    args.version, threads=args.threads, variants=args.variants, window=args.max_length)
     else:
         export(args.student, args.out, args.precision, args.data, args.prerank, args.max_length, args.name,
                args.version, threads=args.threads)

@@ -23,7 +23,8 @@ RRA-BERT-m (the default):
               (documents) / 160 (queries), bf16 autocast where the CPU has it
   export      calibrated (Platt), vocabulary trimmed to the served scripts, weight-only int8
               (``--quantization rows``: integer GEMMs on per-row int8; the fp32 and dynamic-int8
-              variants kept in the work folder for comparison)
+              variants kept in the work folder for comparison), served at the training window
+              (``--document-window N``: documents cut at N tokens, calibrated and checked there)
   evaluate    held-out queries (a seeded sample of ``--eval-queries``) per language and per source, against ground truth and the
               teacher, beside BM25, the teacher, the ablation, the int8 variants, the
               committed version it would replace (``CURRENT``, rra-bert-m 0.6.2) and
@@ -53,7 +54,7 @@ alpha = beta = 0 ablation (``train --student decoder``), exports, evaluation bes
 default student, card.
 
 Usage: python -m rradistill_toolkit.pipeline [--student late|gpt] [--regraph [NAME]] [--work models/work]
-       [--teacher scorer:e5] [--train-queries 600] [--quantization weights|rows] [--skip-loso]
+       [--teacher scorer:e5] [--train-queries 600] [--quantization weights|rows] [--document-window N] [--skip-loso]
 Set RRADISTILL_TEACHER_BASE_URL/_MODEL/_API_KEY and pass ``--teacher openai`` to label with a
 strong LLM behind an endpoint instead.
 """
@@ -186,6 +187,7 @@ def late(a) -> None:
     for name, student in students.items():
         run(["export", "--student", student, "--out", outs[name], "--data", data, "--prerank", pre,
              "--labels", teacher_labels, "--name", name, "--version", a.version, "--quantization", a.quantization,
+             *(["--max-length", str(a.document_window)] if a.document_window else []),
              *(["--variants"] if name == "rra-bert-m" else [])],
             skip_if=f"{outs[name]}/export_report.json")
     prev, cur = previous_version(w), previous_version(w, CURRENT)
@@ -303,6 +305,9 @@ def main(argv=None) -> None:
     ap.add_argument("--skip-loso", action="store_true")
     ap.add_argument("--quantization", default="weights", choices=["weights", "rows"],
                     help="how the export makes the served graph int8 (rows: integer GEMMs; benches/rows.sh)")
+    ap.add_argument("--document-window", type=int, default=0,
+                    help="late: the document window the export serves (0: the training window, 256; "
+                         "a shorter one costs less per pair: benches/window.sh)")
     ap.add_argument("--eval-queries", type=int, default=300,
                     help="held-out queries the evaluate stage ranks (a seeded sample across sources; 0: all)")
     ap.add_argument("--version", default=None, help="the new version (default: 0.7.0 trained, 0.6.2 --regraph)")

@@ -33,3 +33,16 @@ def test_the_trained_run_exports_with_the_quantization_it_is_given_and_says_so_i
 def test_the_default_export_is_the_committed_run_s_weight_only_int8(planned):
     exports = [c for c in planned() if c[0] == "export"]
     assert exports and all(c[c.index("--quantization") + 1] == "weights" for c in exports)
+
+
+def test_a_document_window_reaches_both_exports_and_the_card_s_reproduce_command(planned):
+    commands = planned("--document-window", "224", "--skip-loso")
+    exports = [c for c in commands if c[0] == "export"]
+    assert len(exports) == 2 and all(c[c.index("--max-length") + 1] == "224" for c in exports)
+    cards = [c for c in commands if c[0] == "card"]
+    assert cards and all("--document-window 224" in c[c.index("--reproduce") + 1] for c in cards)
+
+
+def test_without_a_document_window_the_export_serves_the_training_window(planned):
+    exports = [c for c in planned("--skip-loso") if c[0] == "export"]
+    assert exports and not any("--max-length" in c for c in exports)
