@@ -590,3 +590,29 @@ def test_a_teacher_by_language_scores_each_query_with_its_language_s_scorer(e5):
         make_scorer("lang:ko=bm25")
     with pytest.raises(ValueError, match="lang:ko=SPEC,en=SPEC"):
         make_scorer("lang:bm25")
+
+
+def test_a_late_export_serves_the_document_window_it_is_given(e5, tiny_pipeline, tmp_path):
+    """``export --max-length N`` (``pipeline --document-window N``) on a late student trained at
+    another window: the manifest serves N and keeps the trained window in ``training``, the
+    report says both, the trained window's work folder is left as it was, the served folder
+    cuts documents at N, and a window the towers cannot read is refused before any work."""
+    import types
+
+    from rradistill_toolkit import export
+    from rradistill_toolkit.students import late
+
+    student, out, trained, served = tmp_path / "student", tmp_path / "served", 64, 48
+    late.save_late(types.SimpleNamespace(scorer=tiny_late_scorer(layers=2, seed=2), tcl=None), student,
+                   {"student": "late", "max_length": trained, "query_length": 32, "tcl": False})
+    data, pre = str(tiny_pipeline / "data"), str(tiny_pipeline / "prerank.jsonl")
+    with pytest.raises(SystemExit, match="--max-length 129"):
+        export.export_late(str(student), str(out), "rows", data, pre, None, "tiny-late", "t-1", window=129)
+    report = export.export_late(str(student), str(out), "rows", data, pre, None, "tiny-late", "t-1", window=served)
+    assert (report["window"], report["trained_window"]) == (served, trained)
+    assert report["parity"]["ok"] and report["graphs"]["rows"]["batch_independence"]["ok"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["max_sequence_length"] == served and manifest["training"]["max_length"] == trained
+    assert (student / f"onnx-w{served}" / "model.fp32.onnx").exists() and not (student / "onnx").exists()
+    long_document = " ".join(SENTENCES_EN * 10)
+    assert len(late.folder_scorer(str(out)).tokenizer.document(long_document)[0]) == served
