@@ -60,3 +60,20 @@ def test_a_card_shows_the_equal_length_control_when_its_run_made_one(tmp_path):
     assert f"| {ood.LONGEST} | {cut['en']['rankers'][ood.LONGEST]['MRR']:.3f}" in control
     assert f"| BM25 | {cut['en']['rankers']['BM25']['MRR']:.3f}" in control
     assert "The same cases with length taken away" not in card.render(str(default_model()))
+
+
+def test_a_card_says_when_its_folder_serves_another_document_window_than_it_trained_with(tmp_path):
+    """``export --max-length`` (``pipeline --document-window``) serves a window the training
+    did not use: the card says both, and a folder served at its training window reads as
+    committed."""
+    import json
+    import shutil
+
+    folder = tmp_path / "rra-bert-m"
+    shutil.copytree(default_model(), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    trained = json.loads((folder / "card.json").read_text())["training"]["max_length"]
+    manifest["max_sequence_length"] = trained - 32
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert f"document window {trained} (served at {trained - 32}:" in card.render(str(folder))
+    assert "served at" not in card.render(str(default_model()))
