@@ -275,6 +275,26 @@ def late_check_pairs(data_dir, prerank) -> tuple[list[tuple[str, str]], list[str
     return pairs, [q for q, _ in pairs]
 
 
+def student_fingerprint(student_dir: str) -> str:
+    """Which training run a student folder holds: the digest of its ``train_config.json``
+    (settings, and the run's own seconds, so no two runs share it)."""
+    import hashlib
+
+    with open(os.path.join(student_dir, "train_config.json"), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def exported_from(out_dir: str, student_dir: str) -> bool:
+    """Whether ``out_dir`` holds a finished export of ``student_dir``'s training run: a folder
+    exported from another run (a committed version the pipeline is about to replace) or left
+    half-written does not count."""
+    try:
+        report = json.load(open(os.path.join(out_dir, "export_report.json")))
+        return report.get("student") == student_fingerprint(student_dir)
+    except (OSError, ValueError):
+        return False
+
+
 def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str, prerank: str, labels: str | None,
                 name: str, version: str, threads: int = 2, variants: bool = False,
                 calibration_queries: int = 24, window: int | None = None) -> dict:
@@ -300,7 +320,7 @@ def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str
     base_tok = str(bases.e5_dir() / "tokenizer.json")
     work = os.path.join(student_dir, "onnx" if window == trained else f"onnx-w{window}")
     os.makedirs(work, exist_ok=True)
-    report: dict = {"window": window, "query_window": query_window}
+    report: dict = {"student": student_fingerprint(student_dir), "window": window, "query_window": query_window}
     if window != trained:
         report["trained_window"] = trained
 

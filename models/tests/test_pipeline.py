@@ -46,3 +46,22 @@ def test_a_document_window_reaches_both_exports_and_the_card_s_reproduce_command
 def test_without_a_document_window_the_export_serves_the_training_window(planned):
     exports = [c for c in planned("--skip-loso") if c[0] == "export"]
     assert exports and not any("--max-length" in c for c in exports)
+
+
+def test_a_committed_folder_at_the_export_s_destination_is_exported_over_and_this_run_s_is_kept(planned, tmp_path):
+    """The export writes the committed version's folder, which has a report of its own: only a
+    report naming this run's student (its train_config.json digest) makes the export done."""
+    import json
+
+    from rradistill_toolkit.export import student_fingerprint
+
+    student, out = tmp_path / "students" / "rra-bert-m", tmp_path / "rra-bert-m"
+    student.mkdir(parents=True)
+    (student / "train_config.json").write_text(json.dumps({"student": "late", "train_seconds_this_run": 531.9}))
+    out.mkdir()
+    (out / "export_report.json").write_text(json.dumps({"window": 256}))  # a committed version's
+    exported = lambda: [c[c.index("--name") + 1] for c in planned("--skip-loso") if c[0] == "export"]
+    first = exported()  # the plan's commands accumulate over calls
+    assert first == ["rra-bert-m", "rra-bert-m-no-tcl"]
+    (out / "export_report.json").write_text(json.dumps({"student": student_fingerprint(str(student))}))
+    assert exported()[len(first):] == ["rra-bert-m-no-tcl"]  # this run's export is kept

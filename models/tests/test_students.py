@@ -610,6 +610,7 @@ def test_a_late_export_serves_the_document_window_it_is_given(e5, tiny_pipeline,
         export.export_late(str(student), str(out), "rows", data, pre, None, "tiny-late", "t-1", window=129)
     report = export.export_late(str(student), str(out), "rows", data, pre, None, "tiny-late", "t-1", window=served)
     assert (report["window"], report["trained_window"]) == (served, trained)
+    assert export.exported_from(str(out), str(student))  # the pipeline's resume keeps it
     assert report["parity"]["ok"] and report["graphs"]["rows"]["batch_independence"]["ok"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["max_sequence_length"] == served and manifest["training"]["max_length"] == trained
