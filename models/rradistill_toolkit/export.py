@@ -284,6 +284,14 @@ def student_fingerprint(student_dir: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def graphs_dir(student_dir: str, window: int | None = None) -> str:
+    """Where a late export keeps its intermediate graphs (and ``--variants``' folders): the
+    student's ``onnx/`` at its training window, ``onnx-wN/`` at another window N."""
+    if window and window != json.load(open(os.path.join(student_dir, "train_config.json")))["max_length"]:
+        return os.path.join(student_dir, f"onnx-w{window}")
+    return os.path.join(student_dir, "onnx")
+
+
 def exported_from(out_dir: str, student_dir: str) -> bool:
     """Whether ``out_dir`` holds a finished export of ``student_dir``'s training run: a folder
     exported from another run (a committed version the pipeline is about to replace) or left
@@ -318,7 +326,7 @@ def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str
     if not 0 < window <= positions:
         raise SystemExit(f"export: --max-length {window}: the towers read 1 to {positions} tokens")
     base_tok = str(bases.e5_dir() / "tokenizer.json")
-    work = os.path.join(student_dir, "onnx" if window == trained else f"onnx-w{window}")
+    work = graphs_dir(student_dir, window)
     os.makedirs(work, exist_ok=True)
     report: dict = {"student": student_fingerprint(student_dir), "window": window, "query_window": query_window}
     if window != trained:

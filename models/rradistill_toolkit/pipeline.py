@@ -67,7 +67,7 @@ import subprocess
 import sys
 
 from .common import MODELS_DIR, REPO_ROOT, WORK_DIR
-from .export import exported_from
+from .export import exported_from, graphs_dir
 
 PREVIOUS = ("6d44dba", "models/rra-bert-mini", "rra-bert-mini 0.5.0")  # the cost yardstick (issue 14)
 # The committed default student: a newly trained RRA-BERT-m ships only if it beats this one.
@@ -197,7 +197,7 @@ def late(a) -> None:
              *(["--variants"] if name == "rra-bert-m" else [])])
     prev, cur = previous_version(w), previous_version(w, CURRENT)
     prev_name, cur_name = (v[2].replace(" ", "-") for v in (PREVIOUS, CURRENT))
-    variants = f"{students['rra-bert-m']}/onnx/variants"
+    variants = f"{graphs_dir(students['rra-bert-m'], a.document_window)}/variants"
     run(["evaluate", "--data", data, "--prerank", pre, "--labels", *[f"{k}={v}" for k, v in test_labels.items()],
          "--reference", slug(a.teacher), "--student", f"rra-bert-m={outs['rra-bert-m']}",
          f"rra-bert-m-no-tcl={outs['rra-bert-m-no-tcl']}", f"rra-bert-m-fp32={variants}/fp32",

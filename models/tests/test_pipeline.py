@@ -35,10 +35,23 @@ def test_the_default_export_is_the_committed_run_s_weight_only_int8(planned):
     assert exports and all(c[c.index("--quantization") + 1] == "weights" for c in exports)
 
 
-def test_a_document_window_reaches_both_exports_and_the_card_s_reproduce_command(planned):
+def trained(tmp_path, name="rra-bert-m", window=256):
+    """A student folder as the train stage leaves it (only its config: the plan reads nothing else)."""
+    import json
+
+    student = tmp_path / "students" / name
+    student.mkdir(parents=True, exist_ok=True)
+    (student / "train_config.json").write_text(json.dumps({"student": "late", "max_length": window}))
+    return student
+
+
+def test_a_document_window_reaches_both_exports_the_evaluated_variants_and_the_card(planned, tmp_path):
+    student = trained(tmp_path)
     commands = planned("--document-window", "224", "--skip-loso")
     exports = [c for c in commands if c[0] == "export"]
     assert len(exports) == 2 and all(c[c.index("--max-length") + 1] == "224" for c in exports)
+    evaluated = next(c for c in commands if c[0] == "evaluate")
+    assert f"rra-bert-m-fp32={student}/onnx-w224/variants/fp32" in evaluated
     cards = [c for c in commands if c[0] == "card"]
     assert cards and all("--document-window 224" in c[c.index("--reproduce") + 1] for c in cards)
 
@@ -55,9 +68,7 @@ def test_a_committed_folder_at_the_export_s_destination_is_exported_over_and_thi
 
     from rradistill_toolkit.export import student_fingerprint
 
-    student, out = tmp_path / "students" / "rra-bert-m", tmp_path / "rra-bert-m"
-    student.mkdir(parents=True)
-    (student / "train_config.json").write_text(json.dumps({"student": "late", "train_seconds_this_run": 531.9}))
+    student, out = trained(tmp_path), tmp_path / "rra-bert-m"
     out.mkdir()
     (out / "export_report.json").write_text(json.dumps({"window": 256}))  # a committed version's
     exported = lambda: [c[c.index("--name") + 1] for c in planned("--skip-loso") if c[0] == "export"]
