@@ -3,8 +3,9 @@
 ``python -m rradistill_toolkit.pipeline`` (in ``models/``) makes ``models/rra-bert-m`` and its
 TCL-free twin ``models/rra-bert-m-no-tcl``; ``--student gpt`` makes ``models/rra-gpt-mini``.
 Each stage is its own command, run in order under ``nice``; a stage whose output exists is
-skipped, and the label and train stages resume inside, so an interrupted run continues when
-the same command is run again. The defaults are the committed run's settings.
+skipped (the export only when its folder holds this run's export, since it writes over the
+committed version), and the label and train stages resume inside, so an interrupted run
+continues when the same command is run again. The defaults are the committed run's settings.
 
 RRA-BERT-m (the default):
 
