@@ -73,7 +73,9 @@ def test_a_card_says_when_its_folder_serves_another_document_window_than_it_trai
     shutil.copytree(default_model(), folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     trained = json.loads((folder / "card.json").read_text())["training"]["max_length"]
-    manifest["max_sequence_length"] = trained - 32
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    assert f"document window {trained} (served at {trained - 32}:" in card.render(str(folder))
-    assert "served at" not in card.render(str(default_model()))
+    for served in (trained, trained - 32):
+        manifest["max_sequence_length"] = served
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        text = card.render(str(folder))
+        assert (f"document window {trained} (served at {served}:" in text) is (served != trained)
+        assert ("served at" in text) is (served != trained)
