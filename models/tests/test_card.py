@@ -59,7 +59,9 @@ def test_a_card_shows_the_equal_length_control_when_its_run_made_one(tmp_path):
     cut = data["ood"]["equal_length"]["sets"]
     assert f"| {ood.LONGEST} | {cut['en']['rankers'][ood.LONGEST]['MRR']:.3f}" in control
     assert f"| BM25 | {cut['en']['rankers']['BM25']['MRR']:.3f}" in control
-    assert "The same cases with length taken away" not in card.render(str(default_model()))
+    del data["ood"]["equal_length"]  # a card from before the control
+    (folder / "card.json").write_text(json.dumps(data))
+    assert "The same cases with length taken away" not in card.render(str(folder))
 
 
 def test_a_card_says_when_its_folder_serves_another_document_window_than_it_trained_with(tmp_path):
