@@ -5,7 +5,10 @@ TCL-free twin ``models/rra-bert-m-no-tcl``; ``--student gpt`` makes ``models/rra
 Each stage is its own command, run in order under ``nice``; a stage whose output exists is
 skipped (the export only when its folder holds this run's export, since it writes over the
 committed version), and the label and train stages resume inside, so an interrupted run
-continues when the same command is run again. The defaults are the committed run's settings.
+continues when the same command is run again. The defaults are the committed run's settings:
+run unchanged, the pipeline makes rra-bert-m 0.7.0 again, judged as it was (``VERSION``,
+``JUDGED_AGAINST``); ``--version`` names a new one, judged against the committed default
+(``COMMITTED``).
 
 RRA-BERT-m (the default):
 
@@ -19,28 +22,31 @@ RRA-BERT-m (the default):
               per-language teacher too), so the choice is made on both
   labels      the chosen teacher (``--teacher``, default ``scorer:e5``) on every query
   train       RRA-BERT-m with the TCL and the ablation without it, same settings: towers from
-              multilingual-e5-small with the embeddings and first 6 layers kept as they were,
+              multilingual-e5-small with the embeddings and all 12 layers kept as they were
+              (``--freeze-layers``; only the interaction layer and the head learn),
               one query a step on 8 of its candidates, ``--train-queries`` queries, window 256
               (documents) / 160 (queries), bf16 autocast where the CPU has it
-  export      calibrated (Platt), vocabulary trimmed to the served scripts, weight-only int8
-              (``--quantization rows``: integer GEMMs on per-row int8; the fp32 and dynamic-int8
-              variants kept in the work folder for comparison), served at the training window
-              (``--document-window N``: documents cut at N tokens, calibrated and checked there)
+  export      calibrated (Platt), vocabulary trimmed to the served scripts, int8 as integer
+              GEMMs on per-row int8 (``--quantization rows``; ``weights``: weight-only int8; the
+              fp32 and dynamic-int8 variants kept in the work folder for comparison), documents
+              served cut at 224 tokens (``--document-window``; calibrated and checked there;
+              0: the training window, 256)
   evaluate    held-out queries (a seeded sample of ``--eval-queries``) per language and per source, against ground truth and the
               teacher, beside BM25, the teacher, the ablation, the int8 variants, the
-              committed version it would replace (``CURRENT``, rra-bert-m 0.6.2) and
+              committed version it would replace (``judged_against``: for 0.7.0, 0.6.2) and
               rra-bert-mini 0.5.0 (the cost yardstick), both taken from the git history
   ood         the dev sets through the running service (the release binary, on loopback)
   loso        leave-one-source-out: each family held out of a reduced training run
   cost        ``benches/students.py``: ms per pair side by side with rra-bert-mini 0.5.0 and
               the committed version
   ship        the rule fixed before the run (``ship_decision``): the new version ships only
-              if it beats the committed one (``CURRENT``) out-of-domain in both languages
+              if it beats the one it would replace out-of-domain in both languages
               without losing in-domain (held-out NDCG@10 not lower, paired interval)
   card        ``card``: README.md from the folder's own artefacts, for both folders
 
 A new graph for trained weights (``--regraph [NAME]``, how rra-bert-m 0.6.1 and 0.6.2 and its
-TCL-free twin's 0.6.1 were made): the folder's last trained version (``TRAINED[NAME]``, from the
+TCL-free twin's 0.6.1 were made from 0.6.0; the next would be 0.7.1): the folder's last trained
+version (``TRAINED[NAME]``, from the
 git history) exported again as the export now writes graphs (``export --regraph``: int8
 compute, simplified attention, an interaction layer computing only what its head reads, checks
 rerun), then held-out queries (the teacher labels them only), the dev sets through the service
@@ -55,7 +61,8 @@ alpha = beta = 0 ablation (``train --student decoder``), exports, evaluation bes
 default student, card.
 
 Usage: python -m rradistill_toolkit.pipeline [--student late|gpt] [--regraph [NAME]] [--work models/work]
-       [--teacher scorer:e5] [--train-queries 600] [--quantization weights|rows] [--document-window N] [--skip-loso]
+       [--version V] [--teacher scorer:e5] [--train-queries 600] [--freeze-layers 12]
+       [--quantization rows|weights] [--document-window 224] [--skip-loso]
 Set RRADISTILL_TEACHER_BASE_URL/_MODEL/_API_KEY and pass ``--teacher openai`` to label with a
 strong LLM behind an endpoint instead.
 """
@@ -71,18 +78,25 @@ from .common import MODELS_DIR, REPO_ROOT, WORK_DIR
 from .export import exported_from, graphs_dir
 
 PREVIOUS = ("6d44dba", "models/rra-bert-mini", "rra-bert-mini 0.5.0")  # the cost yardstick (issue 14)
-# The committed default student: a newly trained RRA-BERT-m ships only if it beats this one.
-CURRENT = ("dcb4bb7", "models/rra-bert-m", "rra-bert-m 0.6.2")
+# The version the defaults make (the committed default student) and what its ship rule judged
+# it against: rerunning the defaults, its card's "reproduce", makes it again beside the same
+# versions, so the same card comes out.
+VERSION = "0.7.0"
+JUDGED_AGAINST = {VERSION: ("dcb4bb7", "models/rra-bert-m", "rra-bert-m 0.6.2")}
+# The committed default student: a run that makes any other version (``--version``) ships only
+# if it beats this one.
+COMMITTED = ("327a04c", "models/rra-bert-m", "rra-bert-m 0.7.0")
 # The last trained version of each RRA-BERT-m folder: ``--regraph NAME`` makes the next one
 # from it; and the folder the twin is compared with (its card's TCL ablation).
 TRAINED = {
-    "rra-bert-m": ("bd5aec9", "models/rra-bert-m", "rra-bert-m 0.6.0"),
-    "rra-bert-m-no-tcl": ("bd5aec9", "models/rra-bert-m-no-tcl", "rra-bert-m-no-tcl 0.6.0"),
+    "rra-bert-m": ("327a04c", "models/rra-bert-m", "rra-bert-m 0.7.0"),
+    "rra-bert-m-no-tcl": ("327a04c", "models/rra-bert-m-no-tcl", "rra-bert-m-no-tcl 0.7.0"),
 }
 COUNTERPART = {"rra-bert-m-no-tcl": "rra-bert-m"}
-# The last committed graph of a folder whose weights were regraphed before: the next regraph
-# is measured beside it too (the dev sets and cost), so its card shows what the new graph changed.
-GRAPHED = {"rra-bert-m": ("6263227", "models/rra-bert-m", "rra-bert-m 0.6.1")}
+# The last committed graph of a folder whose trained weights were regraphed before (none since
+# 0.7.0 was trained): the next regraph is measured beside it too (the dev sets and cost), so its
+# card shows what the new graph changed.
+GRAPHED: dict[str, tuple[str, str, str]] = {}
 TEACHER_CANDIDATES_EN = ["scorer:mpnet", "scorer:minilm", "scorer:committee:e5+mpnet",
                          "scorer:committee:e5+mpnet+minilm", "scorer:committee:e5+bm25"]
 
@@ -138,6 +152,18 @@ def previous_version(work: str, version: tuple[str, str, str] = PREVIOUS) -> str
         subprocess.run(["tar", "-x", "--strip-components", str(path.count("/") + 1), "-C", dest],
                        input=archive, check=True)
     return dest
+
+
+def judged_against(version: str) -> tuple[str, str, str]:
+    """The committed version a trained run making ``version`` must beat: the one it was judged
+    against when it was made (``JUDGED_AGAINST``), else the committed default (``COMMITTED``)."""
+    return JUDGED_AGAINST.get(version, COMMITTED)
+
+
+def next_patch(version: tuple[str, str, str]) -> str:
+    """The version after a committed one's, in its last place: ``rra-bert-m 0.7.0`` -> ``0.7.1``."""
+    major, minor, patch = version[2].rsplit(" ", 1)[1].split(".")
+    return f"{major}.{minor}.{int(patch) + 1}"
 
 
 def first_stages(w: str, *assets: str) -> tuple[str, str, str]:
@@ -196,8 +222,9 @@ def late(a) -> None:
              "--labels", teacher_labels, "--name", name, "--version", a.version, "--quantization", a.quantization,
              *(["--max-length", str(a.document_window)] if a.document_window else []),
              *(["--variants"] if name == "rra-bert-m" else [])])
-    prev, cur = previous_version(w), previous_version(w, CURRENT)
-    prev_name, cur_name = (v[2].replace(" ", "-") for v in (PREVIOUS, CURRENT))
+    current = judged_against(a.version)
+    prev, cur = previous_version(w), previous_version(w, current)
+    prev_name, cur_name = (v[2].replace(" ", "-") for v in (PREVIOUS, current))
     variants = f"{graphs_dir(students['rra-bert-m'], a.document_window)}/variants"
     run(["evaluate", "--data", data, "--prerank", pre, "--labels", *[f"{k}={v}" for k, v in test_labels.items()],
          "--reference", slug(a.teacher), "--student", f"rra-bert-m={outs['rra-bert-m']}",
@@ -220,7 +247,7 @@ def late(a) -> None:
     # The student's ship rule is against the committed version; the twin's card, as before,
     # against rra-bert-mini 0.5.0 (it replaces no version: it is the TCL ablation).
     run(["card", "--work", w, "--model", outs["rra-bert-m"], "--ablation", outs["rra-bert-m-no-tcl"],
-         "--teacher", a.teacher, "--previous", CURRENT[2], "--reproduce", a.reproduce])
+         "--teacher", a.teacher, "--previous", current[2], "--reproduce", a.reproduce])
     run(["card", "--work", w, "--model", outs["rra-bert-m-no-tcl"], "--ablation", outs["rra-bert-m"],
          "--teacher", a.teacher, "--previous", PREVIOUS[2], "--reproduce", a.reproduce])
 
@@ -302,21 +329,24 @@ def main(argv=None) -> None:
     ap.add_argument("--teacher", default="scorer:e5", help="the teacher that labels every query")
     ap.add_argument("--skip-teacher-comparison", action="store_true")
     ap.add_argument("--train-queries", type=int, default=600, help="training queries per student (0: all)")
-    ap.add_argument("--freeze-layers", type=int, default=6)
+    ap.add_argument("--freeze-layers", type=int, default=12,
+                    help="late: tower layers kept as e5 left them (12: all; only the interaction layer and head learn)")
     ap.add_argument("--tower-layers", type=int, default=0, help="late: the base's first N tower layers (0: all 12)")
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--head-lr", type=float, default=5e-4)
     ap.add_argument("--loso-queries", type=int, default=150, help="training queries of each leave-one-out run")
     ap.add_argument("--loso-eval-queries", type=int, default=100, help="queries of the left-out family each run ranks")
     ap.add_argument("--skip-loso", action="store_true")
-    ap.add_argument("--quantization", default="weights", choices=["weights", "rows"],
+    ap.add_argument("--quantization", default="rows", choices=["weights", "rows"],
                     help="how the export makes the served graph int8 (rows: integer GEMMs; benches/rows.sh)")
-    ap.add_argument("--document-window", type=int, default=0,
+    ap.add_argument("--document-window", type=int, default=224,
                     help="late: the document window the export serves (0: the training window, 256; "
                          "a shorter one costs less per pair: benches/window.sh)")
     ap.add_argument("--eval-queries", type=int, default=300,
                     help="held-out queries the evaluate stage ranks (a seeded sample across sources; 0: all)")
-    ap.add_argument("--version", default=None, help="the new version (default: 0.7.0 trained, 0.6.2 --regraph)")
+    ap.add_argument("--version", default=None,
+                    help=f"the version to make (default: {VERSION}, the committed one, trained; with --regraph, "
+                         "the trained version's next patch)")
     ap.add_argument("--regraph", nargs="?", const="rra-bert-m", default=None, choices=sorted(TRAINED),
                     help="no training: the next version of this folder (default rra-bert-m) from its last trained "
                          "one's weights, as the export now writes graphs, measured and carded as its own version")
@@ -328,7 +358,7 @@ def main(argv=None) -> None:
     ap.add_argument("--gpt-version", default="0.2.0")
     a = ap.parse_args(argv)
     a.reproduce = " ".join(["python -m rradistill_toolkit.pipeline", *(sys.argv[1:] if argv is None else argv)])
-    a.version = a.version or ("0.6.2" if a.regraph else "0.7.0")
+    a.version = a.version or (next_patch(TRAINED[a.regraph]) if a.regraph else VERSION)
     a.out = a.out or str(MODELS_DIR / (a.regraph or "rra-bert-m"))
     (gpt if a.student == "gpt" else regraph if a.regraph else late)(a)
 

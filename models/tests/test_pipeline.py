@@ -2,6 +2,8 @@
 themselves are tested on a tiny slice (test_e2e_smoke.py); here each command is recorded
 instead of run, so a setting that does not reach its stage fails here."""
 
+import os
+
 import pytest
 
 from rradistill_toolkit import pipeline
@@ -10,7 +12,12 @@ from rradistill_toolkit import pipeline
 @pytest.fixture
 def planned(monkeypatch, tmp_path):
     commands = []
-    monkeypatch.setattr(pipeline, "run_parallel", lambda cmds, module=True: commands.extend(cmds))
+    def record(cmds, module=True):  # a train stage leaves its config, which later stages read
+        commands.extend(cmds)
+        for c in cmds:
+            if c[0] == "train" and c[c.index("--student") + 1] == "late":
+                trained(tmp_path, name=os.path.basename(c[c.index("--out") + 1]))
+    monkeypatch.setattr(pipeline, "run_parallel", record)
     monkeypatch.setattr(pipeline, "listed", lambda args, path: path)
     monkeypatch.setattr(pipeline, "previous_version", lambda work, version=pipeline.PREVIOUS: f"{work}/{version[2]}")
 
@@ -30,9 +37,28 @@ def test_the_trained_run_exports_with_the_quantization_it_is_given_and_says_so_i
     assert not any(c[0] == "loso" for c in commands)
 
 
-def test_the_default_export_is_the_committed_run_s_weight_only_int8(planned):
-    exports = [c for c in planned() if c[0] == "export"]
-    assert exports and all(c[c.index("--quantization") + 1] == "weights" for c in exports)
+def test_the_defaults_make_the_committed_version_again_judged_as_it_was(planned):
+    """The card's "reproduce" is the defaults: they train and export as the committed 0.7.0 was
+    made (e5's towers frozen, rows int8, documents served at 224) and judge it against 0.6.2,
+    as its card does; a run naming a new version is judged against the committed 0.7.0."""
+    commands = planned()
+    trains = [c for c in commands if c[0] == "train"]
+    assert trains and all(c[c.index("--freeze-layers") + 1] == "12" for c in trains)
+    exports = [c for c in commands if c[0] == "export"]
+    assert exports and all(c[c.index("--quantization") + 1] == "rows" and c[c.index("--max-length") + 1] == "224"
+                           and c[c.index("--version") + 1] == pipeline.VERSION for c in exports)
+    student_card = next(c for c in commands if c[0] == "card" and "--model" in c and c[c.index("--model") + 1].endswith("rra-bert-m"))
+    assert student_card[student_card.index("--previous") + 1] == "rra-bert-m 0.6.2"
+    commands.clear()
+    commands = planned("--version", "0.8.0")
+    student_card = next(c for c in commands if c[0] == "card" and c[c.index("--model") + 1].endswith("rra-bert-m"))
+    assert student_card[student_card.index("--previous") + 1] == pipeline.COMMITTED[2] == "rra-bert-m 0.7.0"
+    assert any(c[0] == "ood" and f"rra-bert-m-0.7.0=" in " ".join(c) for c in commands)
+
+
+def test_a_regraph_makes_the_trained_version_s_next_patch(planned):
+    exports = [c for c in planned("--regraph") if c[0] == "export"]
+    assert exports and exports[0][exports[0].index("--version") + 1] == "0.7.1"
 
 
 def trained(tmp_path, name="rra-bert-m", window=256):
@@ -57,7 +83,7 @@ def test_a_document_window_reaches_both_exports_the_evaluated_variants_and_the_c
 
 
 def test_without_a_document_window_the_export_serves_the_training_window(planned):
-    exports = [c for c in planned("--skip-loso") if c[0] == "export"]
+    exports = [c for c in planned("--document-window", "0", "--skip-loso") if c[0] == "export"]
     assert exports and not any("--max-length" in c for c in exports)
 
 
