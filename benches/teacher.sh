@@ -47,7 +47,7 @@ done
 [ -f "$x/$name/export_report.json" ] || stage export --student "$s" --out "$x/$name" --data "$data" \
   --prerank "$pre" --labels "$x/labels.train.jsonl" --name "$name" --version "0.7.0-exp.$slug"
 
-current="rra-bert-m=$repo/models/rra-bert-m"
+yardsticks
 # The new student first and 0.6.2 last: evaluate compares each student with those after it.
 [ -f "$x/eval/eval.json" ] || stage evaluate --data "$data" --prerank "$pre" \
   --labels "e5=$labels" "$slug=$x/labels.eval.jsonl" --reference e5 \

@@ -16,11 +16,18 @@ first_stages() {
     --teacher scorer:e5 --split all --out "$labels"
 }
 
-# `yardsticks`: sets `current` (NAME=FOLDER of the committed rra-bert-m) and `mini` (the folder
-# of rra-bert-mini 0.5.0, unpacked from the git history), what every candidate is judged beside.
+# `yardsticks`: sets `current` (NAME=FOLDER of rra-bert-m 0.6.2, the default these benches'
+# candidates were judged against, named rra-bert-m as in their results) and `mini` (the folder
+# of rra-bert-mini 0.5.0), both unpacked from the git history: what every candidate is judged
+# beside, so a rerun judges it as the committed results did.
 yardsticks() {
-  current="rra-bert-m=$repo/models/rra-bert-m"
-  mini="$("$py" -c 'from rradistill_toolkit.pipeline import previous_version; print(previous_version("work"))')"
+  current="rra-bert-m=$(version dcb4bb7 models/rra-bert-m "rra-bert-m 0.6.2")"
+  mini="$(version 6d44dba models/rra-bert-mini "rra-bert-mini 0.5.0")"
+}
+# `version COMMIT PATH NAME`: the folder of a committed version, unpacked from the git history
+# into the work folder (pipeline.previous_version).
+version() {
+  "$py" -c 'import sys; from rradistill_toolkit.pipeline import previous_version; print(previous_version("work", tuple(sys.argv[1:])))' "$@"
 }
 
 # `judged_stages [FOLDERS TO SERVE TOO]`: what benches/candidates.py's rule reads, for the
