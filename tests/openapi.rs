@@ -177,6 +177,36 @@ impl Checker {
         self.exercised.insert((format!("{method} {path}"), status));
         status
     }
+
+    /// `POST path` with a JSON body; its status, the body checked as `call` checks it.
+    async fn post(&mut self, server: &TestServer, path: &str, body: Value) -> u16 {
+        self.call(
+            server,
+            "post",
+            path,
+            Some(body.to_string().into()),
+            "application/json",
+        )
+        .await
+    }
+
+    /// `POST path` with a body sent as is, under `content_type`.
+    async fn post_raw(
+        &mut self,
+        server: &TestServer,
+        path: &str,
+        body: &str,
+        content_type: &str,
+    ) -> u16 {
+        self.call(
+            server,
+            "post",
+            path,
+            Some(body.to_string().into()),
+            content_type,
+        )
+        .await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,7 +228,6 @@ async fn every_endpoint_answers_as_documented() {
         spec,
         exercised: BTreeSet::new(),
     };
-    let j = |v: Value| Some(reqwest::Body::from(v.to_string()));
     let ct = "application/json";
     let docs = documents(6, 21);
 
@@ -219,234 +248,77 @@ async fn every_endpoint_answers_as_documented() {
     }
     for path in ["/v1/rerank", "/v2/rerank"] {
         let ok = json!({"query": "locale", "documents": [docs[0], {"text": docs[1]}], "return_documents": true, "top_n": 1});
-        assert_eq!(checker.call(&server, "post", path, j(ok), ct).await, 200);
+        let raw = json!({"query": "q", "documents": ["d"], "raw_scores": true});
+        let unknown_model = json!({"model": "x", "query": "q", "documents": ["d"]});
+        let too_many = json!({"query": "q", "documents": documents(31, 1)});
+        let plain = json!({"query": "q", "documents": ["d"]}).to_string();
+        let empty_query = json!({"query": "", "documents": ["d"]});
+        assert_eq!(checker.post(&server, path, ok).await, 200);
+        assert_eq!(checker.post(&server, path, raw).await, 200);
+        assert_eq!(checker.post_raw(&server, path, "{", ct).await, 400);
+        assert_eq!(checker.post(&server, path, unknown_model).await, 404);
+        assert_eq!(checker.post(&server, path, too_many).await, 413);
         assert_eq!(
-            checker
-                .call(
-                    &server,
-                    "post",
-                    path,
-                    j(json!({"query": "q", "documents": ["d"], "raw_scores": true})),
-                    ct
-                )
-                .await,
-            200
-        );
-        assert_eq!(
-            checker
-                .call(&server, "post", path, Some("{".into()), ct)
-                .await,
-            400
-        );
-        assert_eq!(
-            checker
-                .call(
-                    &server,
-                    "post",
-                    path,
-                    j(json!({"model": "x", "query": "q", "documents": ["d"]})),
-                    ct
-                )
-                .await,
-            404
-        );
-        assert_eq!(
-            checker
-                .call(
-                    &server,
-                    "post",
-                    path,
-                    j(json!({"query": "q", "documents": documents(31, 1)})),
-                    ct
-                )
-                .await,
-            413
-        );
-        assert_eq!(
-            checker
-                .call(
-                    &server,
-                    "post",
-                    path,
-                    j(json!({"query": "q", "documents": ["d"]})),
-                    "text/plain"
-                )
-                .await,
+            checker.post_raw(&server, path, &plain, "text/plain").await,
             415
         );
-        assert_eq!(
-            checker
-                .call(
-                    &server,
-                    "post",
-                    path,
-                    j(json!({"query": "", "documents": ["d"]})),
-                    ct
-                )
-                .await,
-            422
-        );
+        assert_eq!(checker.post(&server, path, empty_query).await, 422);
     }
     let tei = json!({"query": "locale", "texts": docs, "truncate": true, "return_text": true, "truncation_direction": "Left"});
-    assert_eq!(
-        checker.call(&server, "post", "/rerank", j(tei), ct).await,
-        200
-    );
+    assert_eq!(checker.post(&server, "/rerank", tei).await, 200);
     // Infinity's request on the same route gets Infinity's answer.
     let infinity = json!({"query": "locale", "documents": docs, "return_documents": true,
         "raw_scores": false, "model": "default/not-specified", "top_n": 3});
+    assert_eq!(checker.post(&server, "/rerank", infinity).await, 200);
+    assert_eq!(checker.post_raw(&server, "/rerank", "[", ct).await, 400);
+    let unknown_model = json!({"model": "x", "query": "q", "texts": ["d"]});
+    assert_eq!(checker.post(&server, "/rerank", unknown_model).await, 404);
+    let too_many = json!({"query": "q", "texts": documents(31, 1)});
     assert_eq!(
-        checker
-            .call(&server, "post", "/rerank", j(infinity), ct)
-            .await,
-        200
-    );
-    assert_eq!(
-        checker
-            .call(&server, "post", "/rerank", Some("[".into()), ct)
-            .await,
-        400
-    );
-    assert_eq!(
-        checker
-            .call(
-                &server,
-                "post",
-                "/rerank",
-                j(json!({"model": "x", "query": "q", "texts": ["d"]})),
-                ct
-            )
-            .await,
-        404
-    );
-    assert_eq!(
-        checker
-            .call(
-                &server,
-                "post",
-                "/rerank",
-                j(json!({"query": "q", "texts": documents(31, 1)})),
-                ct
-            )
-            .await,
+        checker.post(&server, "/rerank", too_many).await,
         422,
         "TEI answers too many texts with 422; its 413 is for bodies"
     );
+    let plain = json!({"query": "q", "texts": ["d"]}).to_string();
     assert_eq!(
         checker
-            .call(
-                &server,
-                "post",
-                "/rerank",
-                j(json!({"query": "q", "texts": ["d"]})),
-                "text/plain"
-            )
+            .post_raw(&server, "/rerank", &plain, "text/plain")
             .await,
         415
     );
-    assert_eq!(
-        checker
-            .call(
-                &server,
-                "post",
-                "/rerank",
-                j(json!({"query": "q", "texts": "not a list"})),
-                ct
-            )
-            .await,
-        422
-    );
+    let not_a_list = json!({"query": "q", "texts": "not a list"});
+    assert_eq!(checker.post(&server, "/rerank", not_a_list).await, 422);
 
     // 429 while another client's work holds the token budget.
     let model = server.service().registry().get(None).unwrap();
     let held = model.admission.try_admit(4990).unwrap();
     for path in ["/v1/rerank", "/v2/rerank"] {
-        assert_eq!(
-            checker
-                .call(
-                    &server,
-                    "post",
-                    path,
-                    j(json!({"query": "q", "documents": docs})),
-                    ct
-                )
-                .await,
-            429
-        );
+        let request = json!({"query": "q", "documents": docs});
+        assert_eq!(checker.post(&server, path, request).await, 429);
     }
-    assert_eq!(
-        checker
-            .call(
-                &server,
-                "post",
-                "/rerank",
-                j(json!({"query": "q", "texts": docs, "truncate": true})),
-                ct
-            )
-            .await,
-        429
-    );
+    let request = json!({"query": "q", "texts": docs, "truncate": true});
+    assert_eq!(checker.post(&server, "/rerank", request).await, 429);
     drop(held);
 
     // 503 while draining.
     server.service().stop_accepting();
     assert_eq!(checker.call(&server, "get", "/ready", None, ct).await, 503);
     for path in ["/v1/rerank", "/v2/rerank"] {
-        assert_eq!(
-            checker
-                .call(
-                    &server,
-                    "post",
-                    path,
-                    j(json!({"query": "q", "documents": ["d"]})),
-                    ct
-                )
-                .await,
-            503
-        );
+        let request = json!({"query": "q", "documents": ["d"]});
+        assert_eq!(checker.post(&server, path, request).await, 503);
     }
-    assert_eq!(
-        checker
-            .call(
-                &server,
-                "post",
-                "/rerank",
-                j(json!({"query": "q", "texts": ["d"]})),
-                ct
-            )
-            .await,
-        503
-    );
+    let request = json!({"query": "q", "texts": ["d"]});
+    assert_eq!(checker.post(&server, "/rerank", request).await, 503);
     server.stop().await;
 
     // 504 past the deadline.
     let slow = TestServer::start(&["--request-timeout-ms", "1", "--cache-capacity", "0"]).await;
     for path in ["/v1/rerank", "/v2/rerank"] {
-        assert_eq!(
-            checker
-                .call(
-                    &slow,
-                    "post",
-                    path,
-                    j(json!({"query": "q", "documents": documents(1000, 3)})),
-                    ct
-                )
-                .await,
-            504
-        );
+        let request = json!({"query": "q", "documents": documents(1000, 3)});
+        assert_eq!(checker.post(&slow, path, request).await, 504);
     }
-    assert_eq!(
-        checker
-            .call(
-                &slow,
-                "post",
-                "/rerank",
-                j(json!({"query": "q", "texts": documents(1000, 3), "truncate": true})),
-                ct
-            )
-            .await,
-        504
-    );
+    let request = json!({"query": "q", "texts": documents(1000, 3), "truncate": true});
+    assert_eq!(checker.post(&slow, "/rerank", request).await, 504);
     slow.stop().await;
 
     // Every documented operation was exercised.
