@@ -434,19 +434,26 @@ def export_late(student_dir: str, out_dir: str, quantization: str, data_dir: str
 def regraph_late(previous_dir: str, out_dir: str, version: str, data_dir: str, prerank: str,
                  previous: str, threads: int = 2) -> dict:
     """A new version of an exported late student with the same weights and the graph the
-    export now writes: ``MatMulNBits`` computing at ``quantize.ACCURACY_LEVEL`` and the
-    attention ``simplify`` leaves (checked to change no score). The folder's checks are run
-    again on the new graph, on the same real held-out pairs the export uses: batch
-    independence, and agreement with the previous version's graph in place of fp32 (whose
-    graph was not kept)."""
+    export now writes: ``MatMulNBits`` computing at ``quantize.ACCURACY_LEVEL`` (a ``rows``
+    folder has none: its integer GEMMs are kept as they are) and the attention ``simplify``
+    leaves (checked to change no score). The folder's checks are run again on the new graph,
+    on the same real held-out pairs the export uses: batch independence, and agreement with
+    the previous version's graph in place of fp32 (whose graph was not kept)."""
     import tempfile
+
+    import onnx
 
     from . import checks, quantize, simplify
     from .students import late
 
     with tempfile.TemporaryDirectory() as tmp:
         leveled = os.path.join(tmp, "leveled")
-        level = quantize.compute_level_folder(previous_dir, leveled, quantize.ACCURACY_LEVEL)
+        graph = onnx.load(os.path.join(previous_dir, "model.onnx")).graph
+        if not any(n.op_type == "MatMulNBits" for n in graph.node):  # rows: integer GEMMs
+            shutil.copytree(previous_dir, leveled)
+            level = {"accuracy_level": None, "matmulnbits": 0}
+        else:
+            level = quantize.compute_level_folder(previous_dir, leveled, quantize.ACCURACY_LEVEL)
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         simplified = simplify.simplify_folder(leveled, out_dir)

@@ -460,6 +460,16 @@ def test_rows_command_rewrites_a_weight_only_folder_checked_on_real_pairs(tiny_p
         quantize.rows_folder(str(out), str(tmp_path / "again"), str(tiny_pipeline / "data"),
                              str(tiny_pipeline / "prerank.jsonl"))
     assert not (tmp_path / "again").exists() and (out / "model.onnx").read_bytes() == before
+    # A regraph of a rows folder (how 0.7.0 is served) keeps its integer GEMMs and checks it
+    # again, where a weight-only folder's MatMulNBits are re-targeted.
+    from rradistill_toolkit import export
+
+    regraphed = export.regraph_late(str(out), str(tmp_path / "rows-regraphed"), "9.9.9", str(tiny_pipeline / "data"),
+                                    str(tiny_pipeline / "prerank.jsonl"), "tiny-rows 0.0.1")["regraph"]
+    assert regraphed["matmulnbits"] == 0 and regraphed["accuracy_level"] is None, regraphed
+    assert regraphed["batch_independence"]["ok"] and regraphed["agreement_with_previous"]["max_abs_diff"] < 1e-5
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "rows-regraphed" / "model.onnx")).graph.node}
+    assert "MatMulInteger" in ops and "MatMulNBits" not in ops
 
 
 def test_a_rewritten_graph_whose_scores_depend_on_the_batch_is_refused(tmp_path):
