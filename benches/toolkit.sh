@@ -22,12 +22,13 @@ first_stages() {
 # beside, so a rerun judges it as the committed results did.
 yardsticks() {
   current="rra-bert-m=$(version dcb4bb7 models/rra-bert-m "rra-bert-m 0.6.2")"
-  mini="$(version 6d44dba models/rra-bert-mini "rra-bert-mini 0.5.0")"
+  mini="$(version)"
 }
-# `version COMMIT PATH NAME`: the folder of a committed version, unpacked from the git history
-# into the work folder (pipeline.previous_version).
+# `version [COMMIT PATH NAME]`: the folder of a committed version (default: pipeline.PREVIOUS,
+# rra-bert-mini 0.5.0), unpacked from the git history into the work folder
+# (pipeline.previous_version).
 version() {
-  "$py" -c 'import sys; from rradistill_toolkit.pipeline import previous_version; print(previous_version("work", tuple(sys.argv[1:])))' "$@"
+  "$py" -c 'import sys; from rradistill_toolkit.pipeline import previous_version; print(previous_version("work", *([tuple(sys.argv[1:])] if sys.argv[1:] else [])))' "$@"
 }
 
 # `judged_stages [FOLDERS TO SERVE TOO]`: what benches/candidates.py's rule reads, for the
